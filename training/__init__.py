@@ -1,0 +1,1 @@
+"""Training and evaluation of patent embedding models on mined datasets."""
