@@ -214,3 +214,124 @@ def format_table(keys: list[str], rows: list[list[Any]]) -> str:
     lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(lines)
 
+
+
+def stderr_progress(message: str) -> None:
+    click.echo(f"  {message}", err=True)
+
+
+# --------------------------------------------------------------------------- data
+@main.command("synth")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--patents", type=click.IntRange(min=1), required=True, help="Number of g_patent rows.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--citations-per-patent", type=float, default=10.0, show_default=True,
+              help="Mean citations of a utility patent (before cleaning).")
+@click.option("--layout", type=click.Choice(["current", "legacy"]), default="current", show_default=True,
+              help="legacy puts patent_abstract inside g_patent, as older releases did.")
+@click.option("--zip", "as_zip", is_flag=True, help="Write .tsv.zip files, as PatentsView serves them.")
+@click.option("--clean", is_flag=True, help="Leave out the quirks (dirty rows, bad bytes, duplicates).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def synth_cmd(out_dir: Path, patents: int, seed: int, citations_per_patent: float, layout: str, as_zip: bool,
+              clean: bool, as_json: bool) -> None:
+    """Write synthetic PatentsView granted-patent tables (with the real files' quirks) to OUT_DIR.
+
+    \b
+    Example:
+        patentminer synth data/synth --patents 20000 --seed 7
+    """
+    from patentminer.etl.synth import SynthConfig, synth
+
+    with user_errors():
+        summary = synth(out_dir, SynthConfig(patents=patents, seed=seed, citations_per_patent=citations_per_patent,
+                                             layout=layout, zip=as_zip, quirks=not clean),
+                        progress=None if as_json else stderr_progress)
+    if as_json:
+        echo_json(summary)
+    else:
+        rows = ", ".join(f"{k} {v:,}" for k, v in summary["rows"].items())
+        click.echo(f"Wrote {out_dir}: {rows} ({summary['topics']:,} CPC topics in {summary['subclasses']} "
+                   "subclasses).")
+
+
+@main.command("etl")
+@click.argument("source_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--keep-withdrawn", is_flag=True, help="Keep withdrawn patents (left out by default).")
+@click.option("--max-reject-rate", type=float, default=0.001, show_default=True,
+              help="Fail when more than this fraction of rows cannot be parsed.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier run in OUT_DIR.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def etl_cmd(source_dir: Path, out_dir: Path, keep_withdrawn: bool, max_reject_rate: float, overwrite: bool,
+            as_json: bool) -> None:
+    """Turn PatentsView tables in SOURCE_DIR into neo4j-admin import CSVs in OUT_DIR.
+
+    Reads g_patent, g_patent_abstract, g_us_patent_citation, g_cpc_current and (optional)
+    g_cpc_title / cpc_group, as .tsv or .tsv.zip. Writes node and relationship CSVs with
+    header files, rejects.tsv and manifest.json (every count, source hashes).
+
+    \b
+    Example:
+        patentminer etl data/patentsview data/import
+    """
+    from patentminer.etl.convert import EtlOptions, run_etl
+
+    with user_errors():
+        manifest = run_etl(source_dir, out_dir, EtlOptions(keep_withdrawn, max_reject_rate, overwrite),
+                           progress=None if as_json else stderr_progress)
+    if as_json:
+        echo_json(manifest)
+        return
+    c = manifest["counts"]
+    g = manifest["graph"]
+    click.echo(f"ETL done in {manifest['timings_s']['total']:.1f}s -> {out_dir}")
+    click.echo(f"  patents: {c['patents']['rows_read']:,} read, {c['patents']['written']:,} kept "
+               f"({c['patents']['duplicate_id']:,} duplicate ids, {c['patents']['withdrawn_dropped']:,} withdrawn "
+               "dropped)")
+    ci = c["citations"]
+    click.echo(f"  citations: {ci['rows_read']:,} read, {ci['written']:,} kept ({ci['dangling_cited']:,} to "
+               f"patents outside the table, {ci['self_citation']:,} self, {ci['repeated_pair']:,} repeated, "
+               f"{ci['bad_date']:,} bad dates dropped)")
+    click.echo(f"  cpc: {c['cpc']['rows_read']:,} read, {c['cpc']['written']:,} kept; nodes "
+               + ", ".join(f"{k} {v:,}" for k, v in g["nodes"].items() if k != "Patent"))
+    click.echo(f"  rejects: {manifest['rejects']['rows']:,} rows ({manifest['rejects']['rate']:.4%}) in "
+               f"{out_dir / 'rejects.tsv'}")
+
+
+@main.command("import")
+@click.argument("out_dir", type=click.Path(exists=False, file_okay=False, path_type=Path))
+@click.option("--database", default="neo4j", show_default=True, help="Target database (Community: neo4j).")
+@click.option("--overwrite", is_flag=True, help="Replace a database that already holds data.")
+@click.option("--method", type=click.Choice(["auto", "admin", "unwind"]), default="auto", show_default=True,
+              help="admin: neo4j-admin bulk import (managed runtime); unwind: batched writes over Bolt (any "
+                   "server); auto picks admin unless NEO4J_URI is set.")
+@click.option("--print-command", type=click.Choice(["compose"]), default=None,
+              help="Only print the docker compose import command for these files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def import_cmd(out_dir: Path, database: str, overwrite: bool, method: str, print_command: str | None,
+               as_json: bool) -> None:
+    """Load an ETL output directory into Neo4j, apply the schema and check counts against manifest.json.
+
+    \b
+    Example:
+        patentminer import data/import --overwrite
+        patentminer import data/import --print-command compose
+    """
+    from patentminer.cypher.importer import ImportOptions, compose_command, import_graph, read_manifest
+
+    with user_errors():
+        if print_command:
+            click.echo(compose_command(read_manifest(out_dir), database))
+            return
+        report = import_graph(out_dir, ImportOptions(database=database, overwrite=overwrite, method=method),
+                              progress=None if as_json else stderr_progress)
+    if as_json:
+        echo_json(report)
+        return
+    n = report["counts"]
+    click.echo(f"Imported {out_dir} with {report['method']} in {report['seconds']:.1f}s "
+               f"({report.get('relationships_per_s') or 0:,} relationships/s); schema {report['schema']}.")
+    click.echo("  nodes: " + ", ".join(f"{k} {v:,}" for k, v in n["nodes"].items()))
+    click.echo("  relationships: " + ", ".join(f"{k} {v:,}" for k, v in n["relationships"].items()))
+    click.echo("  counts match manifest.json" + (f"; {report['bad_entries']} bad entries reported by neo4j-admin"
+                                                 if report.get("bad_entries") else ""))

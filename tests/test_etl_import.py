@@ -1,0 +1,314 @@
+"""synth -> etl -> import against the real Neo4j, and the cleaning rules checked one by one in the graph."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from patentminer.cli import main
+from patentminer.cypher.connection import Graph
+from patentminer.cypher.importer import ImportOptions, compose_command, import_graph
+from patentminer.cypher.runtime import Neo4jRuntime
+from patentminer.errors import InputError, OutputExistsError
+from patentminer.etl.convert import EtlOptions, run_etl
+from patentminer.etl.synth import SynthConfig, synth
+
+SEED = 3
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    synth(out, SynthConfig(patents=3000, seed=SEED))
+    return out
+
+
+@pytest.fixture(scope="module")
+def etl_out(source: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("import")
+    result = CliRunner().invoke(main, ["etl", str(source), str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def imported(etl_out: tuple[Path, dict[str, Any]], runtime: Neo4jRuntime | None, graph: Graph) -> dict[str, Any]:
+    out, _ = etl_out
+    return import_graph(out, ImportOptions(overwrite=True), runtime=runtime)
+
+
+def test_counts_equal_manifest(imported: dict[str, Any], etl_out: tuple[Path, dict[str, Any]],
+                               graph: Graph) -> None:
+    _, manifest = etl_out
+    assert imported["matches_manifest"] is True
+    assert imported["counts"] == manifest["graph"]
+    assert imported["schema"] == "schema@v1"
+    names = {r["name"] for r in graph.read("SHOW CONSTRAINTS YIELD name RETURN name")}
+    assert {"patent_id", "cpc_subgroup_code", "cpc_group_code"} <= names
+
+
+def test_text_with_tabs_newlines_quotes_and_bad_bytes_intact(imported: dict[str, Any], source: Path,
+                                                             graph: Graph) -> None:
+    patents = read_tsv(source / "g_patent.tsv")
+    abstracts = {r["patent_id"]: r["patent_abstract"] for r in read_tsv(source / "g_patent_abstract.tsv")}
+    withdrawn = {r["patent_id"] for r in patents if r["withdrawn"] == "1"}
+    tab = next(r for r in patents if "\t" in r["patent_title"] and r["patent_id"] not in withdrawn)
+    nl = next(i for i, a in abstracts.items() if "\n" in a and i not in withdrawn)
+    quote = next(i for i, a in abstracts.items() if '"' in a and i not in withdrawn)
+    bad = next(i for i, a in abstracts.items() if "\ufffd" in a and i not in withdrawn)
+    got = {r["id"]: r for r in graph.read(
+        "MATCH (p:Patent) WHERE p.id IN $ids RETURN p.id AS id, p.title AS title, p.abstract AS abstract",
+        {"ids": [tab["patent_id"], nl, quote, bad]})}
+    assert got[tab["patent_id"]]["title"] == tab["patent_title"]
+    assert got[nl]["abstract"] == abstracts[nl] and "\n" in got[nl]["abstract"]
+    assert got[quote]["abstract"] == abstracts[quote] and 'so-called "' in got[quote]["abstract"]
+    assert "caf\ufffd is" in got[bad]["abstract"]
+
+
+def test_patent_properties_and_ids(imported: dict[str, Any], graph: Graph) -> None:
+    row = graph.read("MATCH (p:Patent {id: '3930272'}) RETURN p.date AS date, p.year AS year, p.type AS type, "
+                     "p.kind AS kind, p.num_claims AS n, valueType(p.date) AS t")[0]
+    assert row["year"] == 1976 and row["type"] == "utility" and isinstance(row["n"], int)
+    assert row["t"].startswith("DATE")
+    kinds = {r["prefix"] for r in graph.read(
+        "MATCH (p:Patent) RETURN DISTINCT CASE WHEN p.id STARTS WITH 'PP' THEN 'PP' WHEN p.id STARTS WITH 'RE' "
+        "THEN 'RE' WHEN p.id STARTS WITH 'D' THEN 'D' ELSE 'utility' END AS prefix")}
+    assert kinds == {"utility", "D", "PP", "RE"}
+
+
+def test_withdrawn_and_duplicate_ids(imported: dict[str, Any], source: Path, graph: Graph) -> None:
+    patents = read_tsv(source / "g_patent.tsv")
+    withdrawn = sorted({r["patent_id"] for r in patents if r["withdrawn"] == "1"})
+    assert withdrawn
+    assert graph.count("MATCH (p:Patent) WHERE p.id IN $ids RETURN count(p) AS c", {"ids": withdrawn}) == 0
+    dup = next(r["patent_id"] for r in patents if r["patent_title"].startswith("DUPLICATE ROW")
+               and r["patent_id"] not in withdrawn)
+    first = next(r for r in patents if r["patent_id"] == dup)
+    titles = graph.read("MATCH (p:Patent {id: $id}) RETURN p.title AS t", {"id": dup})
+    assert titles == [{"t": first["patent_title"]}]
+
+
+def test_citation_cleaning(imported: dict[str, Any], source: Path, graph: Graph) -> None:
+    cites = read_tsv(source / "g_us_patent_citation.tsv")
+    ids = {r["patent_id"] for r in read_tsv(source / "g_patent.tsv")}
+    assert graph.count("MATCH (p:Patent)-[r:CITES]->(p) RETURN count(r) AS c") == 0
+    assert any(r["patent_id"] == r["citation_patent_id"] for r in cites)
+    dangling = sorted({r["citation_patent_id"] for r in cites if r["citation_patent_id"] not in ids})
+    assert dangling
+    assert graph.count("MATCH (p:Patent) WHERE p.id IN $ids RETURN count(p) AS c", {"ids": dangling}) == 0
+    assert graph.count("MATCH (a)-[r:CITES]->(b) WITH a, b, count(r) AS n WHERE n > 1 RETURN count(*) AS c") == 0
+    # Repeated pairs were injected with sequence + 1000: the lowest sequence must win.
+    assert graph.count("MATCH ()-[r:CITES]->() WHERE r.sequence >= 1000 RETURN count(r) AS c") == 0
+    # A bad or partial date drops the property, not the citation.
+    bad = next(r for r in cites if r["citation_date"] in ("1995-00-00", "0000-00-00", "1987-13-01", "2003-06")
+               and r["patent_id"] in ids and r["citation_patent_id"] in ids
+               and r["patent_id"] != r["citation_patent_id"])
+    rel = graph.read("MATCH (:Patent {id: $a})-[r:CITES]->(:Patent {id: $b}) RETURN r.date AS d, r.category AS c",
+                     {"a": bad["patent_id"], "b": bad["citation_patent_id"]})
+    if rel:  # the withdrawn filter may have removed one end
+        assert rel[0]["d"] is None and rel[0]["c"] in ("cited by applicant", "cited by examiner", "cited by other")
+    assert graph.count("MATCH ()-[r:CITES]->() WHERE r.date IS NOT NULL RETURN count(r) AS c") > 0
+
+
+def test_cpc_hierarchy_and_titles(imported: dict[str, Any], graph: Graph) -> None:
+    broken = graph.count(
+        "MATCH (s:CPCSubgroup) WHERE NOT (s)-[:PART_OF]->(:CPCGroup)-[:PART_OF]->(:CPCSubclass)"
+        "-[:PART_OF]->(:CPCClass)-[:PART_OF]->(:CPCSection) RETURN count(s) AS c")
+    assert broken == 0
+    assert graph.count("MATCH (p:Patent)-[r:CLASSIFIED_AS]->(s:CPCSubgroup) WITH p, s, count(r) AS n "
+                       "WHERE n > 1 RETURN count(*) AS c") == 0
+    assert graph.count("MATCH (p:Patent {id: '9999999'}) RETURN count(p) AS c") == 0
+    titled = graph.read("MATCH (g:CPCSubclass) RETURN g.code AS code, g.title AS title LIMIT 1")[0]
+    assert titled["title"] and titled["title"].split(" (")[0].isupper()
+    inv = graph.count("MATCH (:Patent)-[r:CLASSIFIED_AS {type: 'inventional'}]->() RETURN count(r) AS c")
+    assert inv > 0
+
+
+def test_rejects_have_source_lines(etl_out: tuple[Path, dict[str, Any]], source: Path) -> None:
+    out, manifest = etl_out
+    rejects = read_tsv(out / "rejects.tsv")
+    assert {r["reason"] for r in rejects} == {
+        "wrong column count: fewer than 8 fields", "unparseable num_claims '12a'", "missing patent_id",
+        "wrong column count: fewer than 7 fields", "unparseable citation_sequence 'x'"}
+    assert manifest["rejects"]["rows"] == len(rejects) == 6
+    for r in rejects:
+        lines = (source / r["source"]).read_bytes().split(b"\n")
+        physical = lines[int(r["line"]) - 1].decode("utf-8", errors="replace")
+        if r["key"]:
+            assert physical.startswith(f'"{r["key"]}"'), (r, physical)
+        else:
+            assert physical.startswith('""\t'), (r, physical)
+
+
+def test_manifest_has_counts_hashes_and_schema(etl_out: tuple[Path, dict[str, Any]], source: Path) -> None:
+    _, m = etl_out
+    assert m["schema"] == {"name": "schema", "version": 1}
+    src = m["sources"]["g_patent"]
+    assert src["bytes"] == (source / "g_patent.tsv").stat().st_size and src["hash"].startswith("sha256:")
+    p = m["counts"]["patents"]
+    assert p["rows_read"] == p["rejected"] + p["duplicate_id"] + p["withdrawn_dropped"] + p["written"]
+    c = m["counts"]["citations"]
+    assert c["rows_read"] == (c["rejected"] + c["self_citation"] + c["dangling_citing"] + c["dangling_cited"]
+                              + c["repeated_pair"] + c["written"])
+
+
+def test_legacy_layout_zip_gives_same_csvs(etl_out: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    out, _ = etl_out
+    src = tmp_path / "legacy"
+    synth(src, SynthConfig(patents=3000, seed=SEED, layout="legacy", zip=True))
+    assert (src / "g_patent.tsv.zip").exists() and not (src / "g_patent_abstract.tsv.zip").exists()
+    with zipfile.ZipFile(src / "g_patent.tsv.zip") as zf:
+        assert b"patent_abstract" in zf.open("g_patent.tsv").readline()
+    run_etl(src, tmp_path / "out", EtlOptions())
+    for f in ("patents.csv", "cites.csv", "classified_as.csv", "cpc_subgroups.csv"):
+        assert (tmp_path / "out" / f).read_bytes() == (out / f).read_bytes(), f
+
+
+def test_keep_withdrawn(source: Path, tmp_path: Path) -> None:
+    m = run_etl(source, tmp_path, EtlOptions(keep_withdrawn=True))
+    p = m["counts"]["patents"]
+    assert p["withdrawn_dropped"] == 0 and p["written"] == p["rows_read"] - p["rejected"] - p["duplicate_id"]
+
+
+def test_synth_is_deterministic(tmp_path: Path) -> None:
+    synth(tmp_path / "a", SynthConfig(patents=500, seed=11))
+    synth(tmp_path / "b", SynthConfig(patents=500, seed=11))
+    for f in sorted((tmp_path / "a").iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
+
+
+def test_synth_structure(source: Path) -> None:
+    dates = {r["patent_id"]: r["patent_date"] for r in read_tsv(source / "g_patent.tsv")}
+    cites = read_tsv(source / "g_us_patent_citation.tsv")
+    inside = [r for r in cites if r["patent_id"] in dates and r["citation_patent_id"] in dates
+              and r["patent_id"] != r["citation_patent_id"]]
+    assert all(dates[r["citation_patent_id"]] <= dates[r["patent_id"]] for r in inside)
+    cpc = {}
+    for r in read_tsv(source / "g_cpc_current.tsv"):
+        if r["cpc_sequence"] == "0":
+            cpc[r["patent_id"]] = r["cpc_subclass"]
+    same = sum(cpc.get(r["patent_id"]) == cpc.get(r["citation_patent_id"]) for r in inside)
+    assert same / len(inside) > 0.6  # citations concentrate in CPC neighbourhoods
+    counts: dict[str, int] = {}
+    for r in inside:
+        counts[r["citation_patent_id"]] = counts.get(r["citation_patent_id"], 0) + 1
+    top = sorted(counts.values(), reverse=True)
+    assert top[0] > 10 * (sum(top) / len(top))  # heavy-tailed in-degree
+
+
+# -- bad input: one line, naming the file and what would be valid ----------------------------------
+def _err(args: list[str]) -> str:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and result.stderr.endswith(errors[0] + "\n"), result.stderr
+    assert "Traceback" not in result.output
+    return errors[0] + "\n"
+
+
+def test_missing_file(source: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    (src / "g_cpc_current.tsv").unlink()
+    assert _err(["etl", str(src), str(tmp_path / "o")]) == (
+        f"Error: {src}/g_cpc_current.tsv (or g_cpc_current.tsv.zip) is missing; download it from PatentsView's "
+        "granted-patent bulk tables.\n")
+
+
+def test_missing_column_wrong_delimiter_empty(source: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    f = src / "g_cpc_current.tsv"
+    lines = f.read_text(encoding="utf-8", errors="replace").split("\n")
+    f.write_text("\n".join([lines[0].replace('"cpc_type"', '"type"'), *lines[1:]]))
+    assert _err(["etl", str(src), str(tmp_path / "o")]).startswith(
+        f"Error: {f}: missing column 'cpc_type' (line 1 has: patent_id, cpc_sequence, cpc_section, cpc_class, "
+        "cpc_subclass, cpc_group, type); g_cpc_current needs patent_id,")
+    f.write_text("\n".join(line.replace("\t", ",") for line in lines))
+    assert _err(["etl", str(src), str(tmp_path / "o")]) == (
+        f"Error: {f}: line 1 is not tab-separated (found ',' instead); PatentsView tables are .tsv files with a "
+        "tab between columns.\n")
+    f.write_text("")
+    assert _err(["etl", str(src), str(tmp_path / "o")]) == (
+        f"Error: {f} is empty; expected a header line of tab-separated column names.\n")
+
+
+def test_out_dir_with_another_run(etl_out: tuple[Path, dict[str, Any]], source: Path) -> None:
+    out, _ = etl_out
+    assert _err(["etl", str(source), str(out)]) == (
+        f"Error: {out} already holds an ETL run (manifest.json); pass --overwrite to replace it or choose "
+        "another OUT_DIR.\n")
+    with pytest.raises(OutputExistsError):
+        run_etl(source, out, EtlOptions())
+
+
+def test_reject_rate_exceeded_leaves_no_finished_output(source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    msg = _err(["etl", str(source), str(out), "--max-reject-rate", "0.00001"])
+    assert msg.startswith("Error: 6 of ") and msg.endswith(
+        f"above --max-reject-rate 1e-05; see {out}/rejects.tsv (raise the rate to accept them).\n")
+    assert (out / "rejects.tsv").exists()
+    assert not (out / "manifest.json").exists() and not (out / "patents.csv").exists()
+
+
+def test_interrupted_run_starts_clean(source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    (out / ".etl-tmp" / "work").mkdir(parents=True)
+    (out / ".etl-tmp" / "patents.csv").write_text("half")
+    (out / "cites.csv").write_text("half-moved")  # moved before the interruption, manifest never written
+    m = run_etl(source, out, EtlOptions())
+    assert not (out / ".etl-tmp").exists()
+    assert sum(1 for _ in (out / "cites.csv").open()) == m["graph"]["relationships"]["CITES"]
+
+
+def test_import_refuses_non_empty_database(etl_out: tuple[Path, dict[str, Any]], imported: dict[str, Any],
+                                           runtime: Neo4jRuntime | None) -> None:
+    out, _ = etl_out
+    with pytest.raises(OutputExistsError, match=r"^database 'neo4j' already holds [\d,]+ nodes; pass --overwrite"):
+        import_graph(out, ImportOptions(), runtime=runtime)
+    result = CliRunner().invoke(main, ["import", str(out / "nope")])
+    assert result.output == (f"Error: {out}/nope has no manifest.json; run `patentminer etl SOURCE_DIR "
+                             f"{out}/nope` first (an interrupted ETL leaves none).\n")
+
+
+def test_compose_command_matches_admin_args(etl_out: tuple[Path, dict[str, Any]]) -> None:
+    _out, manifest = etl_out
+    cmd = compose_command(manifest)
+    assert "neo4j-admin database import full neo4j" in cmd
+    assert "--nodes=Patent=/import/patents.header.csv,/import/patents.csv" in cmd
+    compose = (Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text()
+    documented = {tok for line in compose.splitlines() if line.startswith("#     --") for tok in line[1:].split()
+                  if tok.startswith("--")}
+    assert documented == {tok for tok in cmd.split() if tok.startswith("--") and tok != "--rm"}
+
+
+def test_unwind_import_gives_the_same_graph(etl_out: tuple[Path, dict[str, Any]], imported: dict[str, Any],
+                                            graph: Graph) -> None:
+    """The driver path (for servers neo4j-admin cannot reach) builds the same graph."""
+    out, manifest = etl_out
+    report = import_graph(out, ImportOptions(overwrite=True, method="unwind", batch_size=5000))
+    assert report["counts"] == manifest["graph"] and report["method"] == "unwind"
+    df = pl.read_csv(out / "cites.csv", has_header=False, new_columns=["s", "e", "seq", "category", "date"],
+                     schema_overrides={"s": pl.String, "e": pl.String})
+    row = df.row(0, named=True)
+    got = graph.read("MATCH (:Patent {id: $s})-[r:CITES]->(:Patent {id: $e}) RETURN r.sequence AS seq",
+                     {"s": row["s"], "e": row["e"]})
+    assert got == [{"seq": row["seq"]}]
+
+
+def test_bad_input_from_library_is_typed(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is not a directory"):
+        run_etl(tmp_path / "missing", tmp_path / "o", EtlOptions())
