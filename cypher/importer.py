@@ -39,7 +39,7 @@ REL_TYPES = ("CITES", "CLASSIFIED_AS", "PART_OF")
 _UNWIND_NODES = {
     "Patent": "UNWIND $rows AS r CREATE (:Patent {id: r.id, title: r.title, abstract: r.abstract, "
               "date: CASE WHEN r.date IS NULL THEN null ELSE date(r.date) END, year: toInteger(r.year), "
-              "type: r.type, kind: r.kind, num_claims: toInteger(r.num_claims)})",
+              "type: r.type, kind: r.kind, num_claims: toInteger(r.num_claims), rk: toInteger(r.rk)})",
     "CPCSection": "UNWIND $rows AS r CREATE (:CPCSection {code: r.code})",
     "CPCClass": "UNWIND $rows AS r CREATE (:CPCClass {code: r.code, title: r.title})",
     "CPCSubclass": "UNWIND $rows AS r CREATE (:CPCSubclass {code: r.code, title: r.title})",

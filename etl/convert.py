@@ -37,7 +37,7 @@ _BUCKET_BYTES = 256 << 20
 
 #: Output files the ETL owns in OUT_DIR (data file, header line).
 NODE_FILES: dict[str, tuple[str, str]] = {
-    "Patent": ("patents.csv", "id:ID(Patent),title,abstract,date:date,year:int,type,kind,num_claims:int"),
+    "Patent": ("patents.csv", "id:ID(Patent),title,abstract,date:date,year:int,type,kind,num_claims:int,rk:long"),
     "CPCSection": ("cpc_sections.csv", "code:ID(CPCSection)"),
     "CPCClass": ("cpc_classes.csv", "code:ID(CPCClass),title"),
     "CPCSubclass": ("cpc_subclasses.csv", "code:ID(CPCSubclass),title"),
@@ -248,6 +248,7 @@ def _patents(sources: dict[str, Source], staged: dict[str, Path], options: EtlOp
             pl.col("patent_type").alias("type"),
             pl.col("wipo_kind").alias("kind"),
             pl.col("num_claims").str.strip_chars().alias("num_claims"),
+            rank_key(pl.col("patent_id").str.strip_chars()).alias("rk"),
         )
     )
     out.sink_csv(tmp / "patents.csv", include_header=False, quote_style="necessary")
@@ -258,6 +259,35 @@ def _patents(sources: dict[str, Source], staged: dict[str, Path], options: EtlOp
         "bad_date": id_frame["date"].null_count(), "written": id_frame.height,
     }
     return id_frame.select("id")
+
+
+#: Offsets that keep rank keys of different id families apart (utility ids stay below 2e8).
+_RK_OFFSETS = {"": 0, "D": 200_000_000, "PP": 400_000_000, "RE": 600_000_000}
+
+
+def rank_key(patent_id: pl.Expr) -> pl.Expr:
+    """An integer per patent id (< 2^31 - 1) that mining multiplies by a seed to get seeded orderings.
+
+    Derived from the id alone, so it is the same in every import of the same data.
+    """
+    digits = patent_id.str.extract(r"(\d+)$").cast(pl.Int64, strict=False).fill_null(0) % 200_000_000
+    prefix = patent_id.str.extract(r"^([A-Z]*)").fill_null("")
+    offset = prefix.replace_strict(_RK_OFFSETS, default=800_000_000, return_dtype=pl.Int64)
+    return (digits + offset + 1).clip(upper_bound=2_147_483_646)
+
+
+def _first_by_sequence(df: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """One row per ``key``: the lowest sequence (then the first source row), in source order.
+
+    Repeated pairs are rare, so only they are sorted; the rest pass through a hash test.
+    """
+    repeated = pl.struct(key).is_duplicated()
+    single = df.filter(~repeated)
+    dups = df.filter(repeated)
+    if dups.is_empty():
+        return df
+    best = dups.sort("seq", ROW).unique(subset=key, keep="first", maintain_order=True)
+    return pl.concat([single, best])
 
 
 def _bucket_dirs(path: Path) -> list[Path]:
@@ -293,7 +323,7 @@ def _citations(src: Source, staged: Path, patents: pl.DataFrame, tmp: Path,
         df = df.join(ids, left_on="e", right_on="id", how="semi")
         c["dangling_cited"] += n2 - df.height
         n3 = df.height
-        df = df.sort("s", "e", "seq", ROW).unique(subset=["s", "e"], keep="first", maintain_order=True)
+        df = _first_by_sequence(df, ["s", "e"])
         c["repeated_pair"] += n3 - df.height
         ok = pl.col("date").str.contains(_DATE_RE).fill_null(False)
         c["bad_date"] += df.filter(~ok).height
@@ -328,7 +358,7 @@ def _cpc(src: Source, staged: Path, patents: pl.DataFrame, tmp: Path,
         df = df.join(ids, left_on="p", right_on="id", how="semi")
         c["unknown_patent"] += n0 - df.height
         n1 = df.height
-        df = df.sort("p", "sym", "seq", ROW).unique(subset=["p", "sym"], keep="first", maintain_order=True)
+        df = _first_by_sequence(df, ["p", "sym"])
         c["repeated_pair"] += n1 - df.height
         part = tmp / "work" / f"classified-{i}.csv"
         df.select("p", "sym", "seq", "type").write_csv(part, include_header=False)

@@ -183,10 +183,11 @@ def scan(source: Source, path: Path) -> pl.LazyFrame:
     for c in spec.ids:
         reason = reason.when(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")).then(pl.lit(f"missing {c}"))
     for c in spec.ints:
-        reason = reason.when(pl.col(c).is_not_null() & ~pl.col(c).str.contains(r"^\s*\d+\s*$")).then(
+        reason = reason.when(pl.col(c).is_not_null() & pl.col(c).str.strip_chars().str.to_integer(strict=False)
+                             .is_null()).then(
             pl.format(f"unparseable {c} '{{}}'", pl.col(c)))
     text_cols = [c for c in header]
-    nl = pl.sum_horizontal([pl.col(c).str.count_matches("\n").fill_null(0) for c in text_cols])
+    nl = pl.sum_horizontal([pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in text_cols])
     return lf.with_columns(reason.otherwise(None).alias(REASON), nl.cast(pl.Int64).alias(NL)).drop(EXTRA)
 
 

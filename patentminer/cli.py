@@ -335,3 +335,42 @@ def import_cmd(out_dir: Path, database: str, overwrite: bool, method: str, print
     click.echo("  relationships: " + ", ".join(f"{k} {v:,}" for k, v in n["relationships"].items()))
     click.echo("  counts match manifest.json" + (f"; {report['bad_entries']} bad entries reported by neo4j-admin"
                                                  if report.get("bad_entries") else ""))
+
+
+@main.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
+              show_default=True, help="Where the demo writes its data and results.")
+@click.option("--patents", type=click.IntRange(min=100), default=20_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo_cmd(out: Path, patents: int, seed: int, as_json: bool) -> None:
+    """Run the whole job on built-in synthetic data: synth -> etl -> import -> queries.
+
+    Finished stages are reused on a second run.
+
+    \b
+    Example:
+        patentminer demo --patents 20000
+    """
+    from patentminer.demo import DemoOptions, run_demo
+
+    with user_errors():
+        result = run_demo(out, DemoOptions(patents=patents, seed=seed),
+                          echo=(lambda _m: None) if as_json else click.echo)
+    if as_json:
+        echo_json(result)
+        return
+    n, r = result["counts"]["nodes"], result["counts"]["relationships"]
+    etl = result["etl"]
+    click.echo("")
+    click.echo(f"Loaded {n['Patent']:,} patents, {r['CITES']:,} citations, {r['CLASSIFIED_AS']:,} CPC assignments "
+               f"({n['CPCSubgroup']:,} subgroups in {n['CPCSubclass']:,} subclasses).")
+    click.echo(f"Cleaning: {etl['patents']['withdrawn_dropped']:,} withdrawn and {etl['patents']['duplicate_id']:,} "
+               f"duplicate patents dropped; {etl['citations']['dangling_cited']:,} citations to patents outside "
+               f"the table, {etl['citations']['self_citation']:,} self-citations and "
+               f"{etl['citations']['repeated_pair']:,} repeated pairs removed.")
+    click.echo(f"{result['citations_within_a_cpc_subclass']:.0%} of citations stay within a shared CPC subclass.")
+    click.echo("Most cited:")
+    for row in result["top_cited"]:
+        click.echo(f"  {row['id']}  cited by {row['cited_by']:>3}  {row['cpc']:<14} {row['title'][:60]}")
+    click.echo(f"Times (s): {result['timings_s']}.  Summary: {result['out']}/demo.json")

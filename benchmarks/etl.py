@@ -1,0 +1,142 @@
+"""ETL benchmark: our streaming ETL vs the PatentCL pandas handler vs a bare Polars read+write.
+
+Each contender runs in its own subprocess on the same synthetic PatentsView files, so
+wall time and peak RSS (ru_maxrss) are its own. Prints a table and the ratios.
+
+    .venv/bin/python benchmarks/etl.py --patents 1000000          # generates data first
+    .venv/bin/python benchmarks/etl.py --source /tmp/syn1m --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TABLES = ("g_patent", "g_patent_abstract", "g_us_patent_citation", "g_cpc_current")
+
+
+def run_ours(source: Path, out: Path) -> None:
+    from patentminer.etl.convert import EtlOptions, run_etl
+
+    run_etl(source, out, EtlOptions(overwrite=True))
+
+
+def run_pandas(source: Path, out: Path) -> None:
+    """The PatentCL patent_handler approach: chunked read_csv, concat every chunk, rename, to_csv.
+
+    encoding_errors/on_bad_lines are the least needed for pandas to get through the quirky files at all.
+    """
+    import pandas as pd
+
+    def read(name: str) -> pd.DataFrame:
+        chunks = pd.read_csv(source / f"{name}.tsv", sep="\t", chunksize=1_000_000, low_memory=False,
+                             dtype=str, encoding_errors="replace", on_bad_lines="skip")
+        return pd.concat(list(chunks), ignore_index=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    patents = read("g_patent")
+    abstracts = read("g_patent_abstract")
+    patents = patents.merge(abstracts, on="patent_id", how="left")
+    patents = patents.rename(columns={"patent_id": "patentId:ID", "patent_title": "title:str",
+                                      "patent_abstract": "abstract:str", "patent_date": "date:neo4j.time.Date"})
+    patents[":LABEL"] = "Patent"
+    patents["imported"] = time.time()
+    patents.to_csv(out / "g_patent.csv", index=False)
+    del patents, abstracts
+    cites = read("g_us_patent_citation")
+    cites = cites.rename(columns={"patent_id": ":START_ID", "citation_patent_id": ":END_ID"})
+    cites[":TYPE"] = "cites"
+    cites.to_csv(out / "g_citation.csv", index=False)
+    del cites
+    cpc = read("g_cpc_current")
+    cpc = cpc.rename(columns={"cpc_subclass": ":START_ID", "patent_id": ":END_ID"})
+    cpc[":TYPE"] = "classifies"
+    cpc.to_csv(out / "g_cpc.csv", index=False)
+
+
+def run_floor(source: Path, out: Path) -> None:
+    """Bare Polars: read every table as strings and write it back, nothing else."""
+    import polars as pl
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        header = (source / f"{name}.tsv").open("rb").readline().decode().rstrip("\n").split("\t")
+        cols = [h.strip('"') for h in header]
+        pl.scan_csv(source / f"{name}.tsv", separator="\t", has_header=False, skip_rows=1,
+                    schema={c: pl.String for c in cols}, encoding="utf8-lossy", truncate_ragged_lines=True,
+                    missing_columns="insert").sink_csv(out / f"{name}.csv")
+
+
+RUNNERS = {"ours": run_ours, "pandas": run_pandas, "floor": run_floor}
+
+
+def child(name: str, source: Path, out: Path) -> None:
+    t0 = time.perf_counter()
+    RUNNERS[name](source, out)
+    wall = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"name": name, "seconds": round(wall, 2), "peak_rss_mb": round(rss_mb, 1)}))
+
+
+def measure(name: str, source: Path) -> dict[str, float]:
+    out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--child", name, "--source", str(source), "--out", str(out)],
+                              capture_output=True, text=True, check=True)
+        result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", type=Path, help="PatentsView-format folder (made with `patentminer synth`).")
+    ap.add_argument("--patents", type=int, default=1_000_000, help="Generate this many patents when no --source.")
+    ap.add_argument("--only", nargs="*", default=list(RUNNERS), choices=list(RUNNERS))
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.source, args.out)
+        return
+    source = args.source
+    if source is None:
+        from patentminer.etl.synth import SynthConfig, synth
+
+        source = Path(tempfile.mkdtemp(prefix="bench-synth-"))
+        synth(source, SynthConfig(patents=args.patents, seed=1))
+    sizes = {t: (source / f"{t}.tsv").stat().st_size for t in TABLES}
+    rows = {}
+    for t in ("g_patent", "g_us_patent_citation", "g_cpc_current"):
+        with (source / f"{t}.tsv").open("rb") as fh:
+            rows[t] = sum(1 for _ in fh) - 1
+    results = {name: measure(name, source) for name in args.only}
+    report = {"input_bytes": sizes, "input_lines": rows, "results": results}
+    if "ours" in results:
+        o = results["ours"]
+        report["ratios"] = {
+            f"{k}_vs_ours": {"time": round(v["seconds"] / o["seconds"], 2),
+                             "peak_rss": round(v["peak_rss_mb"] / o["peak_rss_mb"], 2)}
+            for k, v in results.items() if k != "ours"}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"input: {sum(sizes.values()) / 1e9:.2f} GB; lines: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+    print(f"{'contender':<10} {'seconds':>9} {'peak RSS MB':>12}")
+    for name, r in results.items():
+        print(f"{name:<10} {r['seconds']:>9.1f} {r['peak_rss_mb']:>12.0f}")
+    for k, v in report.get("ratios", {}).items():
+        print(f"{k}: time x{v['time']}, peak RSS x{v['peak_rss']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""Mining (anchor, positive, hard negatives) training sets out of the graph with versioned queries.
+
+Anchors are split by grant date (no leakage: a test anchor is never a train anchor),
+processed in batches of ids (``UNWIND $ids``, never SKIP/LIMIT), in parallel sessions,
+each batch written as its own Parquet part so that an interrupted run resumes where it
+stopped. Sampling is decided by the seed: queries order candidates by a seeded
+permutation of each patent's integer key ``rk``; random candidates come from NumPy's
+seeded generator. ``dataset.json`` is written last; without it a run is unfinished.
+
+Example::
+
+    with Graph.connect() as graph:
+        info = mine(graph, Path("runs/citation-cpc"), MineOptions(strategy="citation-cpc", negatives=3))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from patentminer.cypher.connection import Graph
+from patentminer.cypher.registry import Query, Registry
+from patentminer.errors import ConfigError, GraphError, OutputExistsError
+
+#: Strategy -> how its query takes a batch: a list of ids, or rows with sampled candidates.
+STRATEGIES: dict[str, str] = {
+    "citation-cpc": "ids", "citation-of-citation": "ids", "cpc-siblings": "ids", "random": "rows",
+    "cpc-distance": "rows",
+}
+LEVELS = ("subgroup", "group", "subclass", "class", "section", "random")
+_PRIME = 2_147_483_647
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class MineOptions:
+    """What to mine. ``strategy`` is NAME or NAME@vN; ``test_from`` an ISO date or None (newest 5%)."""
+
+    strategy: str = "citation-cpc"
+    negatives: int = 3
+    seed: int = 0
+    test_from: str | None = None
+    dev_fraction: float = 0.05
+    limit_anchors: int | None = None
+    workers: int = 2
+    batch_size: int = 500
+    level: str = "subgroup"
+    template: str = "{title} [SEP] {abstract}"
+    corpus_size: int = 10_000
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if self.negatives < 1:
+            raise ConfigError(f"--negatives {self.negatives}: give at least 1.")
+        if not 0 <= self.dev_fraction < 1:
+            raise ConfigError(f"--dev-fraction {self.dev_fraction}: use a fraction in [0, 1).")
+        if self.limit_anchors is not None and self.limit_anchors < 1:
+            raise ConfigError(f"--limit-anchors {self.limit_anchors}: give at least 1.")
+        if self.workers < 1 or self.batch_size < 1:
+            raise ConfigError("--workers and --batch-size must be at least 1.")
+        if self.level not in LEVELS:
+            raise ConfigError(f"--level {self.level!r} is not valid; use one of {', '.join(LEVELS)}.")
+        if self.test_from is not None:
+            try:
+                date.fromisoformat(self.test_from)
+            except ValueError as e:
+                raise ConfigError(f"--test-from {self.test_from!r} is not a date; use YYYY-MM-DD.") from e
+        try:
+            self.template.format(title="t", abstract="a")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"--template {self.template!r} may use only {{title}} and {{abstract}}.") from e
+
+    def fingerprint(self, query: Query) -> dict[str, Any]:
+        """What decides the output: a run with a different fingerprint cannot resume this one."""
+        keep = {k: v for k, v in asdict(self).items() if k not in ("workers", "overwrite")}
+        if query.name != "cpc-distance":
+            keep.pop("level")
+        return {"query": query.ref, "sha256": query.sha256, **keep}
+
+
+def resolve_strategy(ref: str) -> Query:
+    name = ref.partition("@")[0]
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)} (optionally NAME@vN).")
+    return Registry.load().get(ref)
+
+
+def multiplier(seed: int, salt: str) -> int:
+    """A seed-derived odd multiplier in [2^20, 2^31 - 1): (rk * m) mod p is then a seeded permutation."""
+    h = int.from_bytes(hashlib.sha256(f"{seed}:{salt}".encode()).digest()[:8], "big")
+    return (h % (_PRIME - (1 << 21))) | 1 | (1 << 20)
+
+
+def check_graph(graph: Graph) -> dict[str, int]:
+    """The graph must hold patents imported by patentminer (with the schema); returns counts."""
+    names = {r["name"] for r in graph.read("SHOW CONSTRAINTS YIELD name RETURN name")}
+    if "patent_id" not in names:
+        raise GraphError("the graph lacks patentminer's schema (no patent_id constraint); load it with "
+                         "`patentminer import OUT_DIR` first.")
+    patents = graph.count("MATCH (p:Patent) RETURN count(p) AS c")
+    if patents == 0:
+        raise GraphError("the graph holds no Patent nodes; run `patentminer etl` and `patentminer import` first.")
+    if graph.count("MATCH (p:Patent) WHERE p.rk IS NULL RETURN count(p) AS c") > 0:
+        raise GraphError("Patent nodes lack the rk property this patentminer mines with; re-run `patentminer etl` "
+                         "and `patentminer import --overwrite`.")
+    cites = graph.count("MATCH ()-[r:CITES]->() RETURN count(r) AS c")
+    cpc = graph.count("MATCH ()-[r:CLASSIFIED_AS]->() RETURN count(r) AS c")
+    return {"patents": patents, "citations": cites, "classifications": cpc}
+
+
+def split_anchors(table: pl.DataFrame, options: MineOptions, needs: str) -> tuple[pl.DataFrame, str]:
+    """Eligible anchors with a ``split`` column (train/dev/test) and the test cut-off date used."""
+    eligible = table.filter(pl.col(needs)).sort("id")
+    if eligible.is_empty():
+        what = "cites another patent in the graph" if needs == "cites" else "has an inventional CPC subgroup"
+        raise GraphError(f"no anchors: no patent in the graph {what}.")
+    if options.limit_anchors is not None and options.limit_anchors < eligible.height:
+        key = (pl.col("rk") * multiplier(options.seed, "limit")) % _PRIME
+        eligible = eligible.with_columns(key.alias("_k")).sort("_k", "id").head(options.limit_anchors).drop("_k")
+        eligible = eligible.sort("id")
+    test_from = options.test_from
+    if test_from is None:
+        dates = eligible["date"].sort()
+        test_from = str(dates[min(len(dates) - 1, int(len(dates) * 0.95))])
+    is_test = pl.col("date") >= test_from
+    rest = eligible.filter(~is_test)
+    rng = np.random.default_rng(options.seed)
+    n_dev = round(rest.height * options.dev_fraction)
+    dev_ids = set(rest["id"].to_numpy()[rng.permutation(rest.height)[:n_dev]].tolist()) if n_dev else set()
+    out = eligible.with_columns(
+        pl.when(is_test).then(pl.lit("test")).when(pl.col("id").is_in(list(dev_ids))).then(pl.lit("dev"))
+        .otherwise(pl.lit("train")).alias("split"))
+    return out, test_from
+
+
+class _Candidates:
+    """Seeded uniform samples of patents granted before a date (for the random strategies)."""
+
+    def __init__(self, table: pl.DataFrame, seed: int, k: int) -> None:
+        t = table.sort("date", "id")
+        self.ids = t["id"].to_list()
+        self.dates = t["date"].to_numpy()
+        self.seed = seed
+        self.n = 4 * k + 16
+
+    def sample(self, anchor_id: str, anchor_date: str) -> list[str]:
+        earlier = int(np.searchsorted(self.dates, anchor_date, side="left"))
+        if earlier == 0:
+            return []
+        digest = hashlib.sha256(f"{self.seed}:{anchor_id}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+        picks = rng.choice(earlier, size=min(self.n, earlier), replace=False)
+        return [self.ids[i] for i in picks.tolist()]
+
+
+def mine(graph: Graph, out_dir: Path, options: MineOptions,
+         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Mine ``options.strategy`` into ``out_dir``; returns the dataset description (dataset.json).
+
+    ``progress(done, total)`` is called after every batch.
+    """
+    options.validate()
+    query = resolve_strategy(options.strategy)
+    if query.name == "random" and options.level != "subgroup":
+        raise ConfigError("--level applies to the cpc-distance strategy only.")
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    fingerprint = options.fingerprint(query)
+    parts = out_dir / "parts"
+    state = out_dir / ".mine-state.json"
+    done = out_dir / "dataset.json"
+    if done.exists():
+        previous = json.loads(done.read_text())
+        if previous.get("fingerprint") == fingerprint and not options.overwrite:
+            return dict(previous)
+        if not options.overwrite:
+            raise OutputExistsError(f"{out_dir} holds a dataset mined with other settings ({previous['query']['ref']}"
+                                    "); pass --overwrite to replace it or choose another --out.")
+    if state.exists() and not options.overwrite and json.loads(state.read_text()) != fingerprint:
+        raise OutputExistsError(f"{out_dir} holds an unfinished run with other settings; rerun it with the "
+                                    "same options to resume, or pass --overwrite to start again.")
+    if options.overwrite:
+        done.unlink(missing_ok=True)
+        shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True, exist_ok=True)
+    for stale in parts.glob("*.tmp"):
+        stale.unlink()
+    state.write_text(json.dumps(fingerprint, indent=2))
+
+    t0 = time.monotonic()
+    graph_counts = check_graph(graph)
+    table = pl.DataFrame(graph.read(Registry.load().latest("anchors").body),
+                         schema={"id": pl.String, "date": pl.String, "rk": pl.Int64, "cites": pl.Boolean,
+                                 "inventional": pl.Boolean})
+    needs = "inventional" if query.name == "cpc-siblings" else "cites"
+    anchors, test_from = split_anchors(table, options, needs)
+    timings["anchors"] = round(time.monotonic() - t0, 2)
+
+    ids = anchors["id"].to_list()
+    dates = dict(zip(ids, anchors["date"].to_list(), strict=True))
+    batches = [ids[i:i + options.batch_size] for i in range(0, len(ids), options.batch_size)]
+    sampler = _Candidates(table, options.seed, options.negatives) if STRATEGIES[query.name] == "rows" else None
+    params: dict[str, Any] = {"k": options.negatives, "pos_mul": multiplier(options.seed, "positive"),
+              "neg_mul": multiplier(options.seed, "negative")}
+    if query.name == "cpc-distance":
+        params["level"] = options.level
+    if query.name == "random":
+        params.pop("neg_mul")
+    todo = [i for i in range(len(batches)) if not (parts / f"part-{i:06d}.parquet").exists()]
+
+    def run_batch(i: int) -> None:
+        batch = batches[i]
+        if sampler is not None:
+            need_cands = query.name == "random" or options.level == "random"
+            args: dict[str, Any] = {"rows": [{"id": a, "cands": sampler.sample(a, dates[a]) if need_cands else []}
+                                             for a in batch]}
+        else:
+            args = {"ids": batch}
+        rows = graph.read(query.body, {**params, **args})
+        df = pl.DataFrame(rows, schema={"anchor_id": pl.String, "positive_id": pl.String,
+                                        "negative_ids": pl.List(pl.String), "level": pl.String})
+        target = parts / f"part-{i:06d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        df.write_parquet(tmp)
+        tmp.replace(target)
+
+    t0 = time.monotonic()
+    finished = len(batches) - len(todo)
+    if progress:
+        progress(finished, len(batches))
+    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+        futures = {pool.submit(run_batch, i) for i in todo}
+        try:
+            while futures:
+                completed, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                for f in completed:
+                    f.result()
+                    finished += 1
+                if progress:
+                    progress(finished, len(batches))
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    timings["mine"] = round(time.monotonic() - t0, 2)
+
+    t0 = time.monotonic()
+    result = _assemble(graph, out_dir, parts, anchors, options, test_from)
+    timings["assemble"] = round(time.monotonic() - t0, 2)
+    timings["total"] = round(time.monotonic() - started, 2)
+    mined_seconds = timings["mine"] or 1e-9
+    info = {
+        "format": _FORMAT,
+        "query": {"name": query.name, "version": query.version, "ref": query.ref, "sha256": query.sha256},
+        "parameters": {k: v for k, v in asdict(options).items() if k not in ("overwrite",)},
+        "seed": options.seed,
+        "fingerprint": fingerprint,
+        "test_from": test_from,
+        "graph": graph_counts,
+        **result,
+        "anchors_per_s": round(len(ids) / mined_seconds, 1) if len(todo) == len(batches) else None,
+        "timings_s": timings,
+    }
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(done)
+    shutil.rmtree(parts, ignore_errors=True)
+    state.unlink(missing_ok=True)
+    return info
+
+
+def _fetch_text(graph: Graph, ids: list[str], template: str) -> pl.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for i in range(0, len(ids), 5000):
+        rows += graph.read("UNWIND $ids AS id MATCH (p:Patent {id: id}) "
+                           "RETURN p.id AS id, coalesce(p.title, '') AS title, coalesce(p.abstract, '') AS abstract",
+                           {"ids": ids[i:i + 5000]})
+    return pl.DataFrame([{"id": r["id"], "text": template.format(title=r["title"], abstract=r["abstract"])}
+                         for r in rows], schema={"id": pl.String, "text": pl.String})
+
+
+def _write_parquet(df: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.write_parquet(tmp)
+    tmp.replace(path)
+
+
+def _assemble(graph: Graph, out_dir: Path, parts: Path, anchors: pl.DataFrame, options: MineOptions,
+              test_from: str) -> dict[str, Any]:
+    k = options.negatives
+    mined = pl.read_parquet(parts / "*.parquet") if any(parts.glob("*.parquet")) else pl.DataFrame(
+        schema={"anchor_id": pl.String, "positive_id": pl.String, "negative_ids": pl.List(pl.String),
+                "level": pl.String})
+    mined = mined.sort("anchor_id")
+    skipped = {
+        "no positive": anchors.height - mined.height,
+        f"fewer than {k} negatives": mined.filter(pl.col("negative_ids").list.len() < k).height,
+    }
+    full = mined.filter(pl.col("negative_ids").list.len() >= k).join(
+        anchors.select(pl.col("id").alias("anchor_id"), "split"), on="anchor_id", how="left")
+    if full.is_empty():
+        raise GraphError(f"no anchor has {k} negatives with this strategy; lower --negatives (anchors skipped: "
+                         f"{skipped}).")
+    full = full.with_columns([pl.col("negative_ids").list.get(i).alias(f"negative_{i + 1}_id") for i in range(k)])
+    id_cols = ["anchor_id", "positive_id"] + [f"negative_{i + 1}_id" for i in range(k)]
+
+    test_anchors = full.filter(pl.col("split") == "test")["anchor_id"].to_list()
+    qrels_rows: list[dict[str, Any]] = []
+    for i in range(0, len(test_anchors), 5000):
+        qrels_rows += graph.read("UNWIND $ids AS id MATCH (a:Patent {id: id})-[:CITES]->(p:Patent) "
+                                 "RETURN a.id AS query_id, p.id AS corpus_id", {"ids": test_anchors[i:i + 5000]})
+    qrels = pl.DataFrame(qrels_rows, schema={"query_id": pl.String, "corpus_id": pl.String}).with_columns(
+        pl.lit(1).alias("score")).sort("query_id", "corpus_id")
+    relevant = set(qrels["corpus_id"].to_list())
+    pool = anchors.select("id").filter(~pl.col("id").is_in(list(relevant)))
+    all_ids = graph.read("MATCH (p:Patent) WHERE p.date < date($d) RETURN p.id AS id, p.rk AS rk ORDER BY id",
+                         {"d": test_from})
+    pool = pl.DataFrame(all_ids, schema={"id": pl.String, "rk": pl.Int64}).filter(
+        ~pl.col("id").is_in(list(relevant)))
+    n_distract = max(0, options.corpus_size - len(relevant))
+    distract = pool.with_columns(((pl.col("rk") * multiplier(options.seed, "corpus")) % _PRIME).alias("_k")).sort(
+        "_k", "id").head(n_distract)["id"].to_list()
+    corpus_ids = sorted(relevant | set(distract))
+
+    needed = sorted(set(full.select(id_cols).unpivot()["value"].drop_nulls().to_list()) | set(corpus_ids))
+    texts = _fetch_text(graph, needed, options.template)
+    lookup = dict(zip(texts["id"].to_list(), texts["text"].to_list(), strict=True))
+    text_cols = [pl.col(c).replace_strict(lookup, default="").alias(c.removesuffix("_id")) for c in id_cols]
+    rows = full.select([*id_cols, *text_cols, "level", "split"])
+    counts: dict[str, int] = {}
+    for split in ("train", "dev", "test"):
+        part = rows.filter(pl.col("split") == split).drop("split")
+        counts[split] = part.height
+        _write_parquet(part, out_dir / f"{split}.parquet")
+    queries = rows.filter(pl.col("split") == "test").select(pl.col("anchor_id").alias("query_id"),
+                                                            pl.col("anchor").alias("text"))
+    corpus = pl.DataFrame({"corpus_id": corpus_ids}).with_columns(
+        pl.col("corpus_id").replace_strict(lookup, default="").alias("text"))
+    _write_parquet(queries, out_dir / "eval" / "queries.parquet")
+    _write_parquet(corpus, out_dir / "eval" / "corpus.parquet")
+    _write_parquet(qrels, out_dir / "eval" / "qrels.parquet")
+    levels = dict(rows.group_by("level").len().sort("level").iter_rows())
+    return {"rows": counts, "anchors": {"eligible": anchors.height, "mined": full.height, "skipped": skipped},
+            "levels": levels, "eval": {"queries": queries.height, "corpus": corpus.height, "qrels": qrels.height}}
