@@ -109,12 +109,14 @@ class Graph:
     def close(self) -> None:
         self.driver.close()
 
+    # No bookmark manager: one server, where a commit is visible at once, and an import replaces the
+    # database under a live driver, which would leave bookmarks pointing past the new database's history.
     def read(self, query: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read query with read routing; rows as dicts."""
         with wrap_driver_errors(self.settings.uri):
             records, _, _ = self.driver.execute_query(
                 query, parameters_=dict(params or {}), routing_=RoutingControl.READ,
-                database_=self.settings.database,
+                database_=self.settings.database, bookmark_manager_=None,
             )
         return [r.data() for r in records]
 
@@ -123,7 +125,7 @@ class Graph:
         with wrap_driver_errors(self.settings.uri):
             records, _, _ = self.driver.execute_query(
                 query, parameters_=dict(params or {}), routing_=RoutingControl.WRITE,
-                database_=self.settings.database,
+                database_=self.settings.database, bookmark_manager_=None,
             )
         return [r.data() for r in records]
 

@@ -20,7 +20,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -243,7 +243,7 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
         futures = {pool.submit(run_batch, i) for i in todo}
         try:
             while futures:
-                completed, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                completed, futures = wait(futures, return_when=FIRST_COMPLETED)
                 for f in completed:
                     f.result()
                     finished += 1

@@ -374,3 +374,121 @@ def demo_cmd(out: Path, patents: int, seed: int, as_json: bool) -> None:
     for row in result["top_cited"]:
         click.echo(f"  {row['id']}  cited by {row['cited_by']:>3}  {row['cpc']:<14} {row['title'][:60]}")
     click.echo(f"Times (s): {result['timings_s']}.  Summary: {result['out']}/demo.json")
+
+
+# --------------------------------------------------------------------------- registry
+@cypher_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON lines.")
+def cypher_list(as_json: bool) -> None:
+    """List the versioned queries (name, version, released or draft, description).
+
+    \b
+    Example:
+        patentminer cypher list
+    """
+    from patentminer.cypher.registry import Registry, read_lock
+
+    with user_errors():
+        reg = Registry.load()
+        lock = read_lock()
+    for q in reg.queries:
+        released = lock.get(q.ref) == q.sha256
+        if as_json:
+            echo_json({"ref": q.ref, "name": q.name, "version": q.version, "released": released,
+                       "sha256": q.sha256, "params": [p.name for p in q.params], "description": q.description})
+        else:
+            click.echo(f"{q.ref:<26} {'released' if released else 'draft':<9} {q.description[:70]}")
+
+
+@cypher_group.command("show")
+@click.argument("ref")
+def cypher_show(ref: str) -> None:
+    """Print one query (NAME for the latest version, or NAME@vN) with its header.
+
+    \b
+    Example:
+        patentminer cypher show citation-cpc@v1
+    """
+    from patentminer.cypher.registry import Registry
+
+    with user_errors():
+        q = Registry.load().get(ref)
+    click.echo(q.path.read_text(encoding="utf-8"), nl=False)
+
+
+# --------------------------------------------------------------------------- mining
+@main.command("mine")
+@click.option("--strategy", default="citation-cpc", show_default=True,
+              help="citation-cpc, citation-of-citation, cpc-distance, random or cpc-siblings; NAME@vN pins a "
+                   "version (latest by default).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory (train/dev/test.parquet, eval/, dataset.json).")
+@click.option("--negatives", type=int, default=3, show_default=True, help="Hard negatives per anchor (K).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same graph, version, options and seed: "
+              "byte-identical output.")
+@click.option("--test-from", default=None, help="Anchors granted on or after this date (YYYY-MM-DD) form the test "
+              "split; default: the newest 5% of anchors.")
+@click.option("--dev-fraction", type=float, default=0.05, show_default=True,
+              help="Seeded fraction of the non-test anchors held out as dev.")
+@click.option("--limit-anchors", type=int, default=None, help="Mine a seeded sample of this many anchors.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Parallel Neo4j sessions.")
+@click.option("--batch-size", type=int, default=500, show_default=True, help="Anchors per query (UNWIND $ids).")
+@click.option("--level", default="subgroup", show_default=True,
+              help="cpc-distance only: subgroup|group|subclass|class|section|random.")
+@click.option("--template", default="{title} [SEP] {abstract}", show_default=True,
+              help="Text of a patent, from {title} and {abstract}.")
+@click.option("--corpus-size", type=int, default=10_000, show_default=True,
+              help="Patents in the retrieval corpus (all cited ones plus seeded distractors).")
+@click.option("--overwrite", is_flag=True, help="Replace a dataset mined with other settings.")
+@click.option("--json", "as_json", is_flag=True, help="Print dataset.json.")
+def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from: str | None, dev_fraction: float,
+             limit_anchors: int | None, workers: int, batch_size: int, level: str, template: str, corpus_size: int,
+             overwrite: bool, as_json: bool) -> None:
+    """Mine (anchor, positive, hard negatives) rows and a held-out retrieval benchmark from the graph.
+
+    An interrupted run (Ctrl-C, Neo4j restarted) continues where it stopped when run again.
+
+    \b
+    Example:
+        patentminer mine --strategy citation-cpc --out runs/hard --negatives 3 --seed 1
+        patentminer mine --strategy cpc-distance@v1 --level group --out runs/group --limit-anchors 5000
+    """
+    from tqdm import tqdm
+
+    from patentminer.cypher.connection import Graph
+    from patentminer.cypher.mining import MineOptions, mine
+
+    options = MineOptions(strategy=strategy, negatives=negatives, seed=seed, test_from=test_from,
+                          dev_fraction=dev_fraction, limit_anchors=limit_anchors, workers=workers,
+                          batch_size=batch_size, level=level, template=template, corpus_size=corpus_size,
+                          overwrite=overwrite)
+    with user_errors():
+        options.validate()
+    bar = None if as_json else tqdm(total=0, unit="batch", desc=f"mining {strategy}", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    with user_errors():
+        try:
+            with Graph.connect() as graph:
+                info = mine(graph, out_dir, options, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+    if as_json:
+        echo_json(info)
+        return
+    rows, anchors = info["rows"], info["anchors"]
+    click.echo(f"Mined {info['query']['ref']} (seed {info['seed']}) into {out_dir} "
+               f"in {info['timings_s']['total']:.1f}s")
+    click.echo(f"  rows: train {rows['train']:,}, dev {rows['dev']:,}, test {rows['test']:,} "
+               f"(test from {info['test_from']}); negatives by level: {info['levels']}")
+    click.echo(f"  anchors: {anchors['eligible']:,} eligible, {anchors['mined']:,} mined, skipped "
+               + ", ".join(f"{v:,} {k}" for k, v in anchors["skipped"].items()))
+    click.echo(f"  eval: {info['eval']['queries']:,} queries, {info['eval']['corpus']:,} corpus, "
+               f"{info['eval']['qrels']:,} qrels" + (f"; {info['anchors_per_s']:,} anchors/s"
+                                                    if info.get("anchors_per_s") else ""))

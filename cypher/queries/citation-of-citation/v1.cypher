@@ -22,7 +22,8 @@ CALL (a, p) {
   OPTIONAL MATCH (a)-[:CITES]-(x:Patent)
   WITH a, p, collect(DISTINCT x.id) AS near
   OPTIONAL MATCH (a)-[:CITES]-(m:Patent)-[:CITES]-(y:Patent) WHERE m <> p
-  RETURN near + collect(DISTINCT y.id) AS guard
+  WITH near, collect(DISTINCT y.id) AS far
+  RETURN near + far AS guard
 }
 CALL (a, p, guard) {
   MATCH (p)-[:CITES]->(n:Patent)

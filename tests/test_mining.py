@@ -1,0 +1,265 @@
+"""Mining against the real graph: every strategy's invariants checked with independent Cypher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from patentminer.cli import main
+from patentminer.cypher.connection import Graph
+from patentminer.cypher.importer import ImportOptions, apply_schema, import_graph
+from patentminer.cypher.mining import MineOptions, mine
+from patentminer.cypher.registry import Registry, read_lock
+from patentminer.cypher.runtime import Neo4jRuntime
+from patentminer.errors import ConfigError, GraphError
+from patentminer.etl.convert import EtlOptions, run_etl
+from patentminer.etl.synth import SynthConfig, synth
+
+K = 3
+
+
+def test_empty_graph_and_missing_schema(graph: Graph, tmp_path: Path) -> None:
+    """Runs first in this module, on the empty database the module fixture hands out."""
+    with pytest.raises(GraphError, match=r"^the graph lacks patentminer's schema \(no patent_id constraint\)"):
+        mine(graph, tmp_path / "a", MineOptions())
+    apply_schema(graph)
+    with pytest.raises(GraphError, match=r"^the graph holds no Patent nodes; run `patentminer etl`"):
+        mine(graph, tmp_path / "b", MineOptions())
+
+
+@pytest.fixture(scope="module")
+def loaded(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytest.TempPathFactory) -> Graph:
+    src = tmp_path_factory.mktemp("src")
+    synth(src, SynthConfig(patents=4000, seed=5))
+    out = tmp_path_factory.mktemp("csv")
+    run_etl(src, out, EtlOptions())
+    import_graph(out, ImportOptions(overwrite=True), runtime=runtime)
+    return graph
+
+
+def _mine(graph: Graph, out: Path, **kw: Any) -> dict[str, Any]:
+    opts = {"negatives": K, "seed": 1, "batch_size": 100, "workers": 2, "corpus_size": 500, **kw}
+    return mine(graph, out, MineOptions(**opts))
+
+
+def _rows(out: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(out / f"{s}.parquet").with_columns(pl.lit(s).alias("split"))
+                      for s in ("train", "dev", "test")])
+
+
+def _check_common(graph: Graph, rows: pl.DataFrame, guard: str) -> None:
+    neg_cols = [f"negative_{i + 1}_id" for i in range(K)]
+    assert rows.height > 0
+    for r in rows.iter_rows(named=True):
+        negs = [r[c] for c in neg_cols]
+        assert len(set(negs)) == K, r
+        assert r["anchor_id"] not in negs and r["positive_id"] not in negs
+    records = [{"a": r["anchor_id"], "p": r["positive_id"], "n": [r[c] for c in neg_cols]}
+               for r in rows.iter_rows(named=True)]
+    bad = graph.read(
+        "UNWIND $rows AS row MATCH (a:Patent {id: row.a}), (p:Patent {id: row.p}) UNWIND row.n AS nid "
+        "MATCH (n:Patent {id: nid}) "
+        f"WHERE n.date >= a.date OR {guard} RETURN row.a AS a, nid", {"rows": records})
+    assert bad == [], bad[:5]
+    # Texts follow the ids.
+    r0 = rows.row(0, named=True)
+    t = graph.read("MATCH (p:Patent {id: $id}) RETURN p.title AS t", {"id": r0["positive_id"]})[0]["t"]
+    assert r0["positive"].startswith(t + " [SEP] ")
+
+
+HOPS = "EXISTS { (a)-[:CITES*1..2]-(n) }"
+
+
+def test_citation_cpc(loaded: Graph, tmp_path: Path) -> None:
+    info = _mine(loaded, tmp_path)
+    rows = _rows(tmp_path)
+    _check_common(loaded, rows, HOPS)
+    records = [{"a": r["anchor_id"], "p": r["positive_id"], "lvl": r["level"],
+                "n": [r[f"negative_{i + 1}_id"] for i in range(K)]} for r in rows.iter_rows(named=True)]
+    not_cited = loaded.read("UNWIND $rows AS row MATCH (a:Patent {id: row.a}), (p:Patent {id: row.p}) "
+                            "WHERE NOT (a)-[:CITES]->(p) RETURN row.a AS a", {"rows": records})
+    assert not_cited == []
+    # Every negative sits in the positive's CPC neighbourhood, at most at the row's level.
+    far = loaded.read(
+        "UNWIND $rows AS row MATCH (p:Patent {id: row.p}) UNWIND row.n AS nid MATCH (n:Patent {id: nid}) "
+        "WHERE NOT EXISTS { MATCH (p)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(:CPCGroup)-[:PART_OF]->(sc) "
+        "MATCH (n)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(:CPCGroup)-[:PART_OF]->(sc) } RETURN nid",
+        {"rows": records})
+    assert far == []
+    sub_rows = [r for r in records if r["lvl"] == "subgroup"]
+    assert sub_rows
+    off = loaded.read(
+        "UNWIND $rows AS row MATCH (p:Patent {id: row.p}) UNWIND row.n AS nid MATCH (n:Patent {id: nid}) "
+        "WHERE NOT EXISTS { (p)-[:CLASSIFIED_AS]->(:CPCSubgroup)<-[:CLASSIFIED_AS]-(n) } RETURN nid",
+        {"rows": sub_rows})
+    assert off == []
+    # Split without leakage.
+    test = rows.filter(pl.col("split") == "test")
+    train = rows.filter(pl.col("split") != "test")
+    assert set(test["anchor_id"]).isdisjoint(set(train["anchor_id"]))
+    dates = {r["id"]: r["d"] for r in loaded.read(
+        "UNWIND $ids AS id MATCH (p:Patent {id: id}) RETURN p.id AS id, toString(p.date) AS d",
+        {"ids": rows["anchor_id"].to_list()})}
+    assert all(dates[a] >= info["test_from"] for a in test["anchor_id"])
+    assert all(dates[a] < info["test_from"] for a in train["anchor_id"])
+    assert info["rows"]["dev"] > 0 and info["query"] == {
+        "name": "citation-cpc", "version": 1, "ref": "citation-cpc@v1",
+        "sha256": Registry.load().get("citation-cpc@v1").sha256}
+    assert sum(info["anchors"]["skipped"].values()) + info["anchors"]["mined"] == info["anchors"]["eligible"]
+    # Columns and the retrieval benchmark.
+    assert pl.read_parquet(tmp_path / "train.parquet").columns[:5] == [
+        "anchor_id", "positive_id", "negative_1_id", "negative_2_id", "negative_3_id"]
+    queries = pl.read_parquet(tmp_path / "eval" / "queries.parquet")
+    corpus = pl.read_parquet(tmp_path / "eval" / "corpus.parquet")
+    qrels = pl.read_parquet(tmp_path / "eval" / "qrels.parquet")
+    assert set(queries["query_id"]) == set(test["anchor_id"])
+    assert set(qrels["corpus_id"]) <= set(corpus["corpus_id"])
+    assert set(qrels["query_id"]) == set(queries["query_id"])
+    assert json.loads((tmp_path / "dataset.json").read_text())["rows"] == info["rows"]
+
+
+def test_citation_of_citation(loaded: Graph, tmp_path: Path) -> None:
+    _mine(loaded, tmp_path, strategy="citation-of-citation")
+    rows = _rows(tmp_path)
+    guard = ("EXISTS { (a)-[:CITES]-(n) } OR EXISTS { (a)-[:CITES]-(m:Patent)-[:CITES]-(n) WHERE m <> p } "
+             "OR NOT (p)-[:CITES]->(n)")
+    _check_common(loaded, rows, guard)
+
+
+@pytest.mark.parametrize("level", ["group", "subclass", "random"])
+def test_cpc_distance(loaded: Graph, tmp_path: Path, level: str) -> None:
+    _mine(loaded, tmp_path, strategy="cpc-distance", level=level, limit_anchors=300)
+    rows = _rows(tmp_path)
+    _check_common(loaded, rows, HOPS)
+    assert set(rows["level"]) == {level}
+    if level == "random":
+        return
+    top, finer = {"group": ("CPCGroup", "CPCSubgroup"), "subclass": ("CPCSubclass", "CPCGroup")}[level]
+    records = [{"p": r["positive_id"], "n": [r[f"negative_{i + 1}_id"] for i in range(K)]}
+               for r in rows.iter_rows(named=True)]
+    # Independent check: the first symbol's ancestors, then membership by code.
+    wrong = loaded.read(
+        "UNWIND $rows AS row MATCH (p:Patent {id: row.p})-[r:CLASSIFIED_AS]->(s0:CPCSubgroup) "
+        "WITH row, s0 ORDER BY r.sequence WITH row, collect(s0)[0] AS s0 "
+        "MATCH (s0)-[:PART_OF*0..2]->(t) WHERE $top IN labels(t) "
+        "MATCH (s0)-[:PART_OF*0..2]->(f) WHERE $finer IN labels(f) "
+        "UNWIND row.n AS nid MATCH (n:Patent {id: nid}) "
+        "WHERE NOT EXISTS { (n)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF*0..2]->(t) } "
+        "OR EXISTS { (n)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF*0..2]->(f) } RETURN nid",
+        {"rows": records, "top": top, "finer": finer})
+    assert wrong == []
+
+
+def test_random(loaded: Graph, tmp_path: Path) -> None:
+    _mine(loaded, tmp_path, strategy="random")
+    _check_common(loaded, _rows(tmp_path), HOPS)
+
+
+def test_cpc_siblings(loaded: Graph, tmp_path: Path) -> None:
+    _mine(loaded, tmp_path, strategy="cpc-siblings")
+    rows = _rows(tmp_path)
+    _check_common(loaded, rows, HOPS)
+    records = [{"a": r["anchor_id"], "p": r["positive_id"], "n": [r[f"negative_{i + 1}_id"] for i in range(K)]}
+               for r in rows.iter_rows(named=True)]
+    no_share = loaded.read(
+        "UNWIND $rows AS row MATCH (a:Patent {id: row.a}), (p:Patent {id: row.p}) "
+        "WHERE NOT EXISTS { MATCH (a)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(g:CPCGroup) "
+        "MATCH (p)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(g) } RETURN row.a AS a", {"rows": records})
+    assert no_share == []
+
+
+def test_deterministic(loaded: Graph, tmp_path: Path) -> None:
+    for strategy in ("citation-cpc", "random"):
+        _mine(loaded, tmp_path / strategy / "a", strategy=strategy, workers=2)
+        _mine(loaded, tmp_path / strategy / "b", strategy=strategy, workers=1, batch_size=100)
+        for f in ("train.parquet", "dev.parquet", "test.parquet", "eval/corpus.parquet", "eval/qrels.parquet"):
+            assert (tmp_path / strategy / "a" / f).read_bytes() == (tmp_path / strategy / "b" / f).read_bytes()
+    _mine(loaded, tmp_path / "seed2", seed=2)
+    assert (tmp_path / "seed2" / "train.parquet").read_bytes() != (
+        tmp_path / "citation-cpc" / "a" / "train.parquet").read_bytes()
+
+
+def test_resume_after_interrupt(loaded: Graph, tmp_path: Path) -> None:
+    _mine(loaded, tmp_path / "whole")
+    calls = []
+
+    def interrupt(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    opts = MineOptions(negatives=K, seed=1, batch_size=100, workers=1, corpus_size=500)
+    with pytest.raises(KeyboardInterrupt):
+        mine(loaded, tmp_path / "cut", opts, progress=interrupt)
+    assert not (tmp_path / "cut" / "dataset.json").exists() and not (tmp_path / "cut" / "train.parquet").exists()
+    assert len(list((tmp_path / "cut" / "parts").glob("*.parquet"))) >= 2
+    with pytest.raises(Exception, match="unfinished run with other settings"):
+        mine(loaded, tmp_path / "cut", MineOptions(negatives=2, seed=1, batch_size=100))
+    mine(loaded, tmp_path / "cut", opts)
+    for f in ("train.parquet", "dev.parquet", "test.parquet", "eval/qrels.parquet"):
+        assert (tmp_path / "cut" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes()
+
+
+def test_errors(loaded: Graph, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^unknown strategy 'nope'; use one of citation-cpc, "):
+        mine(loaded, tmp_path / "x", MineOptions(strategy="nope"))
+    with pytest.raises(ConfigError, match=r"^unknown version 'random@v9'; random has random@v1\.$"):
+        mine(loaded, tmp_path / "x", MineOptions(strategy="random@v9"))
+    with pytest.raises(GraphError, match=r"^no anchor has 5000 negatives with this strategy; lower --negatives"):
+        _mine(loaded, tmp_path / "y", negatives=5000, limit_anchors=20)
+    result = CliRunner().invoke(main, ["mine", "--out", str(tmp_path / "z"), "--level", "far"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "Error: --level 'far' is not valid; use one of subgroup, group, subclass, class, section, random.")
+
+
+def test_mine_cli_summary(loaded: Graph, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["mine", "--out", str(tmp_path), "--limit-anchors", "200", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["anchors"]["eligible"] == 200 and info["query"]["ref"] == "citation-cpc@v1"
+
+
+# -- the registry ---------------------------------------------------------------------------------
+def test_released_queries_unchanged_and_all_released() -> None:
+    reg = Registry.load()
+    lock = read_lock()
+    assert reg.verify_lock(lock) == []
+    assert {q.ref for q in reg.queries} == set(lock), "a query version is not in queries.lock.json"
+
+
+def test_header_params_match_body() -> None:
+    for q in Registry.load().queries:
+        declared = {p.name for p in q.params}
+        assert declared == q.body_params(), q.ref
+
+
+def test_edited_release_is_detected(tmp_path: Path) -> None:
+    src = Registry.load().get("random@v1").path
+    d = tmp_path / "random"
+    d.mkdir()
+    (d / "v1.cypher").write_text(src.read_text().replace("LIMIT $k", "LIMIT 5"))
+    problems = Registry.load(tmp_path).verify_lock(read_lock())
+    assert any(p.startswith("random@v1 was edited after release") for p in problems)
+
+
+def test_explain_every_query(graph: Graph) -> None:
+    for q in Registry.load().queries:
+        for statement in q.statements():
+            if q.name == "schema":
+                continue  # schema commands cannot be EXPLAINed; applied by every import test
+            params = {p.name: ([] if p.type.startswith("List") else ("group" if p.name == "level" else 3))
+                      for p in q.params}
+            graph.read("EXPLAIN " + statement, params)
+
+
+def test_cli_list_and_show() -> None:
+    out = CliRunner().invoke(main, ["cypher", "list"]).output
+    assert "citation-cpc@v1" in out and "released" in out
+    shown = CliRunner().invoke(main, ["cypher", "show", "citation-cpc@v1"]).output
+    assert shown.startswith("// name: citation-cpc\n// version: 1\n")
