@@ -281,13 +281,18 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
 
 
 def _fetch_text(graph: Graph, ids: list[str], template: str) -> pl.DataFrame:
+    """Text (from the template) and first CPC symbol (the kNN/plot label) of each patent."""
     rows: list[dict[str, Any]] = []
     for i in range(0, len(ids), 5000):
-        rows += graph.read("UNWIND $ids AS id MATCH (p:Patent {id: id}) "
-                           "RETURN p.id AS id, coalesce(p.title, '') AS title, coalesce(p.abstract, '') AS abstract",
-                           {"ids": ids[i:i + 5000]})
-    return pl.DataFrame([{"id": r["id"], "text": template.format(title=r["title"], abstract=r["abstract"])}
-                         for r in rows], schema={"id": pl.String, "text": pl.String})
+        rows += graph.read(
+            "UNWIND $ids AS id MATCH (p:Patent {id: id}) "
+            "OPTIONAL CALL (p) { MATCH (p)-[r:CLASSIFIED_AS]->(s:CPCSubgroup) RETURN s.code AS cpc "
+            "ORDER BY r.sequence LIMIT 1 } "
+            "RETURN p.id AS id, coalesce(p.title, '') AS title, coalesce(p.abstract, '') AS abstract, cpc",
+            {"ids": ids[i:i + 5000]})
+    return pl.DataFrame([{"id": r["id"], "text": template.format(title=r["title"], abstract=r["abstract"]),
+                          "cpc": r["cpc"] or ""} for r in rows],
+                        schema={"id": pl.String, "text": pl.String, "cpc": pl.String})
 
 
 def _write_parquet(df: pl.DataFrame, path: Path) -> None:
@@ -346,8 +351,10 @@ def _assemble(graph: Graph, out_dir: Path, parts: Path, anchors: pl.DataFrame, o
         _write_parquet(part, out_dir / f"{split}.parquet")
     queries = rows.filter(pl.col("split") == "test").select(pl.col("anchor_id").alias("query_id"),
                                                             pl.col("anchor").alias("text"))
+    cpc = dict(zip(texts["id"].to_list(), texts["cpc"].to_list(), strict=True))
     corpus = pl.DataFrame({"corpus_id": corpus_ids}).with_columns(
-        pl.col("corpus_id").replace_strict(lookup, default="").alias("text"))
+        pl.col("corpus_id").replace_strict(lookup, default="").alias("text"),
+        pl.col("corpus_id").replace_strict(cpc, default="").alias("cpc"))
     _write_parquet(queries, out_dir / "eval" / "queries.parquet")
     _write_parquet(corpus, out_dir / "eval" / "corpus.parquet")
     _write_parquet(qrels, out_dir / "eval" / "qrels.parquet")

@@ -327,8 +327,10 @@ class Neo4jRuntime:
         if current.running:
             return current, False
         java = find_executable("java", "JAVA_HOME")
-        heap = heap or os.environ.get("PATENTMINER_NEO4J_HEAP", DEFAULT_HEAP)
-        pagecache = pagecache or os.environ.get("PATENTMINER_NEO4J_PAGECACHE", DEFAULT_PAGECACHE)
+        last = self._state()  # a restart (after an import, say) keeps the sizes of the last start
+        heap = heap or os.environ.get("PATENTMINER_NEO4J_HEAP") or str(last.get("heap") or DEFAULT_HEAP)
+        pagecache = (pagecache or os.environ.get("PATENTMINER_NEO4J_PAGECACHE")
+                     or str(last.get("pagecache") or DEFAULT_PAGECACHE))
         for value, flag in ((heap, "--heap"), (pagecache, "--pagecache")):
             if not re.fullmatch(r"\d+[kmgKMG]", value):
                 raise RuntimeSetupError(f"{flag} {value!r} is not a size; use a number with k, m or g, like 2g.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -344,7 +345,7 @@ def import_cmd(out_dir: Path, database: str, overwrite: bool, method: str, print
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def demo_cmd(out: Path, patents: int, seed: int, as_json: bool) -> None:
-    """Run the whole job on built-in synthetic data: synth -> etl -> import -> queries.
+    """Run the whole job on built-in synthetic data: synth -> etl -> import -> mine -> queries.
 
     Finished stages are reused on a second run.
 
@@ -370,6 +371,10 @@ def demo_cmd(out: Path, patents: int, seed: int, as_json: bool) -> None:
                f"the table, {etl['citations']['self_citation']:,} self-citations and "
                f"{etl['citations']['repeated_pair']:,} repeated pairs removed.")
     click.echo(f"{result['citations_within_a_cpc_subclass']:.0%} of citations stay within a shared CPC subclass.")
+    for strategy, m in result["mined"].items():
+        click.echo(f"Mined {m['query']}: train {m['rows']['train']:,}, dev {m['rows']['dev']:,}, test "
+                   f"{m['rows']['test']:,} rows; negatives by level {m['levels']}; eval {m['eval']['queries']:,} "
+                   f"queries over {m['eval']['corpus']:,} patents -> {result['out']}/mined/{strategy}")
     click.echo("Most cited:")
     for row in result["top_cited"]:
         click.echo(f"  {row['id']}  cited by {row['cited_by']:>3}  {row['cpc']:<14} {row['title'][:60]}")
@@ -492,3 +497,70 @@ def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from:
     click.echo(f"  eval: {info['eval']['queries']:,} queries, {info['eval']['corpus']:,} corpus, "
                f"{info['eval']['qrels']:,} qrels" + (f"; {info['anchors_per_s']:,} anchors/s"
                                                     if info.get("anchors_per_s") else ""))
+
+
+# --------------------------------------------------------------------------- training
+@main.command("train")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint after an interruption.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a job-file key. Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+def train_cmd(config: Path, resume: bool, sets: tuple[str, ...], as_json: bool) -> None:
+    """Fine-tune a sentence-transformers model on a mined dataset, as a TOML job file says.
+
+    Multi-GPU: `torchrun --nproc_per_node 4 -m patentminer.cli train job.toml`
+    (or `accelerate launch -m patentminer.cli train job.toml`).
+
+    \b
+    Example:
+        patentminer train jobs/hard.toml --set batch_size=64 --set epochs=2
+    """
+    from patentminer.training.config import load_config, parse_set
+    from patentminer.training.evaluate import evaluate
+    from patentminer.training.train import train, write_model_card
+
+    echo = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
+    # The trainer prints its log dicts to stdout; keep stdout for our summary (and clean JSON).
+    with user_errors(), contextlib.redirect_stdout(sys.stderr):
+        job = load_config(config, parse_set(sets))
+        summary = train(job, resume=resume, echo=echo)
+        test = evaluate([job.output_dir], Path(job.data), Path(job.output_dir) / "eval", echo=echo)
+        summary["test"] = test["models"][0]["retrieval"]
+        write_model_card(Path(job.output_dir), summary, summary["test"])
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"Trained {summary['base_model']} -> {job.output_dir} ({summary['global_step']} steps, "
+               f"{summary['seconds']}s, {summary['device']}/{summary['precision']}, loss {summary['train_loss']:.4f})")
+    t = summary["test"]
+    click.echo(f"  test: MRR@10 {t.get('mrr@10', 0):.4f}, NDCG@10 {t.get('ndcg@10', 0):.4f}, "
+               f"accuracy@1 {t.get('accuracy@1', 0):.4f}; card in {job.output_dir}/MODEL_CARD.md")
+
+
+@main.command("evaluate")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="A `patentminer mine` output.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report directory (default: DATA/report).")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json.")
+def evaluate_cmd(models: tuple[str, ...], data: Path, out_dir: Path | None, as_json: bool) -> None:
+    """Compare MODELs on the held-out citation retrieval benchmark; writes report.md, metrics.json, plots.
+
+    A MODEL is a local directory, a hub name, or packaged:all-MiniLM-L6-v2.
+
+    \b
+    Example:
+        patentminer evaluate packaged:all-MiniLM-L6-v2 models/random models/hard --data runs/hard
+    """
+    from patentminer.training.evaluate import HEADLINE, evaluate
+
+    out = out_dir or data / "report"
+    with user_errors(), contextlib.redirect_stdout(sys.stderr):
+        report = evaluate(list(models), data, out, echo=None if as_json else (lambda m: click.echo(m, err=True)))
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"{'model':<40} " + " ".join(f"{k:>11}" for k in HEADLINE))
+    for r in report["models"]:
+        click.echo(f"{r['model'][-40:]:<40} " + " ".join(f"{r['retrieval'].get(k, 0):>11.4f}" for k in HEADLINE))
+    click.echo(f"Report: {out / 'report.md'}")

@@ -43,7 +43,8 @@ def loaded(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytest.
 
 
 def _mine(graph: Graph, out: Path, **kw: Any) -> dict[str, Any]:
-    opts = {"negatives": K, "seed": 1, "batch_size": 100, "workers": 2, "corpus_size": 500, **kw}
+    opts = {"negatives": K, "seed": 1, "batch_size": 100, "workers": 2, "corpus_size": 500, "limit_anchors": 700,
+            **kw}
     return mine(graph, out, MineOptions(**opts))
 
 
@@ -193,13 +194,13 @@ def test_resume_after_interrupt(loaded: Graph, tmp_path: Path) -> None:
         if len(calls) == 3:
             raise KeyboardInterrupt
 
-    opts = MineOptions(negatives=K, seed=1, batch_size=100, workers=1, corpus_size=500)
+    opts = MineOptions(negatives=K, seed=1, batch_size=100, workers=1, corpus_size=500, limit_anchors=700)
     with pytest.raises(KeyboardInterrupt):
         mine(loaded, tmp_path / "cut", opts, progress=interrupt)
     assert not (tmp_path / "cut" / "dataset.json").exists() and not (tmp_path / "cut" / "train.parquet").exists()
     assert len(list((tmp_path / "cut" / "parts").glob("*.parquet"))) >= 2
     with pytest.raises(Exception, match="unfinished run with other settings"):
-        mine(loaded, tmp_path / "cut", MineOptions(negatives=2, seed=1, batch_size=100))
+        mine(loaded, tmp_path / "cut", MineOptions(negatives=2, seed=1, batch_size=100, limit_anchors=700))
     mine(loaded, tmp_path / "cut", opts)
     for f in ("train.parquet", "dev.parquet", "test.parquet", "eval/qrels.parquet"):
         assert (tmp_path / "cut" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes()

@@ -20,11 +20,11 @@ CALL (a) {
 }
 CALL (a) {
   OPTIONAL MATCH (a)-[:CITES*1..2]-(x:Patent)
-  RETURN collect(DISTINCT x.id) AS guard
+  RETURN collect(DISTINCT x) AS guard
 }
 CALL (a, p, guard) {
   MATCH (p)-[:CLASSIFIED_AS]->(:CPCSubgroup)<-[:CLASSIFIED_AS]-(n:Patent)
-  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n.id IN guard
+  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n IN guard
   WITH DISTINCT n
   ORDER BY (n.rk * $neg_mul) % 2147483647, n.id LIMIT $k
   RETURN collect(n.id) AS n1
@@ -33,7 +33,7 @@ CALL (a, p, guard, n1) {
   WITH a, p, guard, n1 WHERE size(n1) < $k
   MATCH (p)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(:CPCGroup)<-[:PART_OF]-(:CPCSubgroup)
         <-[:CLASSIFIED_AS]-(n:Patent)
-  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n.id IN guard AND NOT n.id IN n1
+  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n IN guard AND NOT n.id IN n1
   WITH DISTINCT n
   ORDER BY (n.rk * $neg_mul) % 2147483647, n.id LIMIT $k
   RETURN collect(n.id) AS n2
@@ -42,7 +42,7 @@ CALL (a, p, guard, n1, n2) {
   WITH a, p, guard, n1, n2 WHERE size(n1) + size(n2) < $k
   MATCH (p)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(:CPCGroup)-[:PART_OF]->(:CPCSubclass)
         <-[:PART_OF]-(:CPCGroup)<-[:PART_OF]-(:CPCSubgroup)<-[:CLASSIFIED_AS]-(n:Patent)
-  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n.id IN guard AND NOT n.id IN n1 AND NOT n.id IN n2
+  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n IN guard AND NOT n.id IN n1 AND NOT n.id IN n2
   WITH DISTINCT n
   ORDER BY (n.rk * $neg_mul) % 2147483647, n.id LIMIT $k
   RETURN collect(n.id) AS n3

@@ -20,14 +20,14 @@ CALL (a) {
 }
 CALL (a, p) {
   OPTIONAL MATCH (a)-[:CITES]-(x:Patent)
-  WITH a, p, collect(DISTINCT x.id) AS near
+  WITH a, p, collect(DISTINCT x) AS near
   OPTIONAL MATCH (a)-[:CITES]-(m:Patent)-[:CITES]-(y:Patent) WHERE m <> p
-  WITH near, collect(DISTINCT y.id) AS far
+  WITH near, collect(DISTINCT y) AS far
   RETURN near + far AS guard
 }
 CALL (a, p, guard) {
   MATCH (p)-[:CITES]->(n:Patent)
-  WHERE n.date < a.date AND n <> a AND NOT n.id IN guard
+  WHERE n.date < a.date AND n <> a AND NOT n IN guard
   WITH DISTINCT n
   ORDER BY (n.rk * $neg_mul) % 2147483647, n.id LIMIT $k
   RETURN collect(n.id) AS negs

@@ -22,14 +22,14 @@ CALL (a) {
 }
 CALL (a) {
   OPTIONAL MATCH (a)-[:CITES*1..2]-(x:Patent)
-  RETURN collect(DISTINCT x.id) AS guard
+  RETURN collect(DISTINCT x) AS guard
 }
 CALL (a, p, guard, row) {
   WITH a, p, guard, row WHERE $level = 'random'
   UNWIND range(0, size(row.cands) - 1) AS i
   WITH a, p, guard, i, row.cands[i] AS cid
   MATCH (n:Patent {id: cid})
-  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n.id IN guard
+  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n IN guard
   WITH n, i ORDER BY i LIMIT $k
   RETURN collect(n.id) AS rnd
 }
@@ -45,7 +45,7 @@ CALL (a, p, guard) {
        CASE $level WHEN 'subgroup' THEN null WHEN 'group' THEN s0 WHEN 'subclass' THEN g0 WHEN 'class' THEN sc0
          ELSE c0 END AS finer
   MATCH (top)<-[:PART_OF*0..4]-(:CPCSubgroup)<-[:CLASSIFIED_AS]-(n:Patent)
-  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n.id IN guard
+  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n IN guard
     AND (finer IS NULL OR NOT EXISTS { (n)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF*0..3]->(finer) })
   WITH DISTINCT n
   ORDER BY (n.rk * $neg_mul) % 2147483647, n.id LIMIT $k

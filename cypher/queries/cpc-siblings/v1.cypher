@@ -26,12 +26,12 @@ CALL (a, s, g) {
 WITH a, g, p, level WHERE p IS NOT NULL
 CALL (a) {
   OPTIONAL MATCH (a)-[:CITES*1..2]-(x:Patent)
-  RETURN collect(DISTINCT x.id) AS guard
+  RETURN collect(DISTINCT x) AS guard
 }
 CALL (a, p, g, guard) {
   MATCH (g)-[:PART_OF]->(:CPCSubclass)<-[:PART_OF]-(g2:CPCGroup)<-[:PART_OF]-(:CPCSubgroup)
         <-[:CLASSIFIED_AS]-(n:Patent)
-  WHERE g2 <> g AND n.date < a.date AND n <> a AND n <> p AND NOT n.id IN guard
+  WHERE g2 <> g AND n.date < a.date AND n <> a AND n <> p AND NOT n IN guard
     AND NOT EXISTS { (n)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(g) }
   WITH DISTINCT n
   ORDER BY (n.rk * $neg_mul) % 2147483647, n.id LIMIT $k

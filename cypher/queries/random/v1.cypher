@@ -17,13 +17,13 @@ CALL (a) {
 }
 CALL (a) {
   OPTIONAL MATCH (a)-[:CITES*1..2]-(x:Patent)
-  RETURN collect(DISTINCT x.id) AS guard
+  RETURN collect(DISTINCT x) AS guard
 }
 CALL (a, p, guard, row) {
   UNWIND range(0, size(row.cands) - 1) AS i
   WITH a, p, guard, i, row.cands[i] AS cid
   MATCH (n:Patent {id: cid})
-  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n.id IN guard
+  WHERE n.date < a.date AND n <> a AND n <> p AND NOT n IN guard
   WITH n, i ORDER BY i LIMIT $k
   RETURN collect(n.id) AS negs
 }

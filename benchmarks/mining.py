@@ -1,0 +1,101 @@
+"""Mining benchmark on the configured graph (managed server or NEO4J_URI).
+
+Measures, in one run on the same graph:
+- our miner (citation-cpc, K=3) on n and 2n anchors: anchors/s and the 2n/n time ratio (linearity);
+- the PatentCL pattern: anchors paged with SKIP/LIMIT, one query per page, a cited patent sharing a CPC
+  subclass as positive and the first other patent as "negative"; pages are timed at offsets spread over
+  the whole Patent table, as a full run would visit them.
+
+    .venv/bin/patentminer import data/import-1m --overwrite     # a >= 1M patent graph
+    .venv/bin/python benchmarks/mining.py --anchors 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from patentminer.cypher.connection import Graph
+from patentminer.cypher.mining import MineOptions, mine
+
+PATENTCL_PAGE = """
+MATCH (anchor:Patent)
+WITH anchor SKIP $skip LIMIT $limit
+CALL (anchor) {
+  MATCH (anchor)-[:CITES]->(pos:Patent)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(:CPCGroup)
+        -[:PART_OF]->(sc:CPCSubclass)
+  WHERE EXISTS { (anchor)-[:CLASSIFIED_AS]->(:CPCSubgroup)-[:PART_OF]->(:CPCGroup)-[:PART_OF]->(sc) }
+  RETURN pos LIMIT 1
+}
+CALL (anchor, pos) {
+  MATCH (other:Patent)
+  WHERE other <> anchor AND other <> pos AND NOT (anchor)-[:CITES]->(other)
+  RETURN other LIMIT 1
+}
+RETURN anchor.id AS anchor, anchor.title AS at, anchor.abstract AS aa, pos.id AS positive, pos.title AS pt,
+       pos.abstract AS pa, other.id AS negative, other.title AS nt, other.abstract AS na
+"""
+
+
+def run_ours(graph: Graph, n: int, workers: int) -> dict[str, float]:
+    out = Path(tempfile.mkdtemp(prefix="bench-mine-"))
+    try:
+        info = mine(graph, out, MineOptions(strategy="citation-cpc", negatives=3, seed=1, limit_anchors=n,
+                                            workers=workers, corpus_size=1000))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    t = info["timings_s"]
+    return {"anchors": n, "mined": info["anchors"]["mined"], "mine_s": t["mine"], "total_s": t["total"],
+            "anchors_per_s": round(n / t["mine"], 1)}
+
+
+def run_patentcl(graph: Graph, page: int, pages: int) -> dict[str, float]:
+    total = graph.count("MATCH (p:Patent) RETURN count(p) AS c")
+    offsets = [int(total * i / pages) for i in range(pages)]
+    seconds = 0.0
+    rows = 0
+    for skip in offsets:
+        t0 = time.perf_counter()
+        rows += len(graph.read(PATENTCL_PAGE, {"skip": skip, "limit": page}))
+        seconds += time.perf_counter() - t0
+    anchors = page * pages
+    return {"anchors": anchors, "rows": rows, "seconds": round(seconds, 2),
+            "anchors_per_s": round(anchors / seconds, 1), "offsets": offsets,
+            "projected_full_run_h": round(total / (anchors / seconds) / 3600, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--anchors", type=int, default=20_000, help="n; the linearity check also runs 2n.")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--patentcl-page", type=int, default=500)
+    ap.add_argument("--patentcl-pages", type=int, default=8)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    with Graph.connect() as graph:
+        size = {"patents": graph.count("MATCH (p:Patent) RETURN count(p) AS c"),
+                "citations": graph.count("MATCH ()-[r:CITES]->() RETURN count(r) AS c")}
+        ours_n = run_ours(graph, args.anchors, args.workers)
+        ours_2n = run_ours(graph, 2 * args.anchors, args.workers)
+        cl = run_patentcl(graph, args.patentcl_page, args.patentcl_pages)
+    report = {"graph": size, "ours_n": ours_n, "ours_2n": ours_2n, "patentcl": cl,
+              "time_ratio_2n_over_n": round(ours_2n["mine_s"] / ours_n["mine_s"], 2),
+              "speedup_vs_patentcl": round(ours_2n["anchors_per_s"] / cl["anchors_per_s"], 2)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"graph: {size['patents']:,} patents, {size['citations']:,} citations")
+    print(f"ours  n={ours_n['anchors']:,}: {ours_n['mine_s']:.1f}s, {ours_n['anchors_per_s']:,} anchors/s")
+    print(f"ours 2n={ours_2n['anchors']:,}: {ours_2n['mine_s']:.1f}s, {ours_2n['anchors_per_s']:,} anchors/s")
+    print(f"time(2n)/time(n) = {report['time_ratio_2n_over_n']}")
+    print(f"PatentCL pattern: {cl['anchors']:,} anchors in {cl['seconds']:.1f}s = {cl['anchors_per_s']:,} anchors/s "
+          f"(pages at offsets {cl['offsets']}); full run ~{cl['projected_full_run_h']} h")
+    print(f"ours / PatentCL: x{report['speedup_vs_patentcl']}")
+
+
+if __name__ == "__main__":
+    main()
