@@ -564,3 +564,7 @@ def evaluate_cmd(models: tuple[str, ...], data: Path, out_dir: Path | None, as_j
     for r in report["models"]:
         click.echo(f"{r['model'][-40:]:<40} " + " ".join(f"{r['retrieval'].get(k, 0):>11.4f}" for k in HEADLINE))
     click.echo(f"Report: {out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
