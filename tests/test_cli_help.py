@@ -33,7 +33,13 @@ def test_every_command_help_has_an_example() -> None:
 
 def test_readme_commands_exist() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = "\n".join(re.findall(r"```(?:bash)?\n(.*?)```", readme, re.S))
+    code_lines, inside = [], False
+    for line in readme.splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif inside:
+            code_lines.append(line)
+    code = "\n".join(code_lines)
     commands = {tuple(m.split()[:2]) for m in re.findall(r"^\s*patentminer ([a-z0-9-]+(?: [a-z]+)?)", code, re.M)}
     assert commands
     known = {p for p in walk(main) if p}
