@@ -139,6 +139,7 @@ def import_graph(out_dir: Path, options: ImportOptions, progress: Progress | Non
     """
     options.validate()
     say = progress or (lambda _m: None)
+    out_dir = out_dir.resolve()  # neo4j-admin runs in the server's directory
     manifest = read_manifest(out_dir)
     external = bool(os.environ.get("NEO4J_URI")) and runtime is None
     method = options.method
@@ -204,8 +205,9 @@ def _admin_import(rt: Neo4jRuntime, out_dir: Path, manifest: dict[str, Any], opt
     (out_dir / "import.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         rt.start()
-        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        raise GraphError(f"neo4j-admin import failed: {(lines or ['no output'])[-1][:300]} (full log: "
+        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        causes = [ln for ln in lines if ln.startswith(("Caused by", "ERROR")) or "Exception:" in ln]
+        raise GraphError(f"neo4j-admin import failed: {(causes or lines or ['no output'])[-1][:300]} (full log: "
                          f"{out_dir / 'import.log'})")
     bad = 0
     if report_file.exists():

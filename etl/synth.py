@@ -122,7 +122,9 @@ def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | 
     by_sub: dict[str, list[str]] = {}
     for sym in scheme.topics:
         by_sub.setdefault(sym[:4], []).append(sym)
-    n_topics = int(max(20, min(n // 12, 40_000)))
+    # About 60 patents a topic: small topics make repeated pairs, which cleaning collapses, and dilute the
+    # share of citations that stay in a CPC neighbourhood.
+    n_topics = int(max(20, min(n // 60, 40_000)))
     sub_w = 1.0 / np.arange(1, n_sub + 1) ** 0.8
     topic_subs = rng.choice(n_sub, size=n_topics * 2, p=sub_w / sub_w.sum())
     topics: list[str] = []

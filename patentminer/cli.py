@@ -189,8 +189,7 @@ def cypher_run(query_or_file: str, params: tuple[str, ...], as_json: bool) -> No
     from patentminer.cypher.connection import Graph, parse_param
 
     with user_errors():
-        path = Path(query_or_file)
-        query = path.read_text() if query_or_file.endswith(".cypher") or path.is_file() else query_or_file
+        query = query_text(query_or_file)
         values = dict(parse_param(p) for p in params)
         with Graph.connect() as graph:
             keys, rows = graph.run(query, values)
@@ -199,6 +198,22 @@ def cypher_run(query_or_file: str, params: tuple[str, ...], as_json: bool) -> No
             echo_json(dict(zip(keys, row, strict=True)))
     else:
         click.echo(format_table(keys, rows))
+
+
+def query_text(arg: str) -> str:
+    """Cypher text, or the content of the .cypher file ``arg`` names."""
+    from patentminer.errors import InputError
+
+    if arg.endswith(".cypher"):
+        if not Path(arg).is_file():
+            raise InputError(f"query file {arg} does not exist.")
+        return Path(arg).read_text()
+    try:
+        if "\n" not in arg and Path(arg).is_file():
+            return Path(arg).read_text()
+    except OSError:  # text too long to be a path: it is a query
+        pass
+    return arg
 
 
 def format_table(keys: list[str], rows: list[list[Any]]) -> str:
@@ -340,14 +355,17 @@ def import_cmd(out_dir: Path, database: str, overwrite: bool, method: str, print
 
 @main.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
-              show_default=True, help="Where the demo writes its data and results.")
+              show_default=True, help="Where the demo writes its data, models and report.")
 @click.option("--patents", type=click.IntRange(min=100), default=20_000, show_default=True)
+@click.option("--train-steps", type=click.IntRange(min=1), default=120, show_default=True,
+              help="Fine-tuning steps per model (batch 16) on the CPU.")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo_cmd(out: Path, patents: int, seed: int, as_json: bool) -> None:
-    """Run the whole job on built-in synthetic data: synth -> etl -> import -> mine -> queries.
+def demo_cmd(out: Path, patents: int, train_steps: int, seed: int, as_json: bool) -> None:
+    """Run the whole job on built-in synthetic data and write a side-by-side report.
 
-    Finished stages are reused on a second run.
+    synth -> etl -> import -> mine (citation-cpc, random) -> fine-tune all-MiniLM-L6-v2 on each ->
+    evaluate base vs random-negative vs hard-negative. Finished stages are reused on a second run.
 
     \b
     Example:
@@ -355,30 +373,49 @@ def demo_cmd(out: Path, patents: int, seed: int, as_json: bool) -> None:
     """
     from patentminer.demo import DemoOptions, run_demo
 
-    with user_errors():
-        result = run_demo(out, DemoOptions(patents=patents, seed=seed),
-                          echo=(lambda _m: None) if as_json else click.echo)
+    with user_errors(), contextlib.redirect_stdout(sys.stderr):
+        result = run_demo(out, DemoOptions(patents=patents, seed=seed, train_steps=train_steps),
+                          echo=(lambda _m: None) if as_json else (lambda m: click.echo(m, err=True)))
+    _print_pipeline(result, as_json)
+
+
+@main.command("pipeline")
+@click.argument("job_file", type=click.Path(path_type=Path))
+@click.option("--from", "from_stage", type=click.Choice(["synth", "etl", "import", "mine", "train", "evaluate"]),
+              default=None, help="Redo this stage and every stage after it.")
+@click.option("--force", is_flag=True, help="Redo every stage.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def pipeline_cmd(job_file: Path, from_stage: str | None, force: bool, as_json: bool) -> None:
+    """Run a job file end to end: source -> etl -> import -> mine -> train -> evaluate.
+
+    Stages whose inputs did not change are skipped; a failed stage stops the run and names its log.
+
+    \b
+    Example:
+        patentminer pipeline jobs/full.toml
+        patentminer pipeline jobs/full.toml --from train
+    """
+    from patentminer.pipeline import Job, Pipeline
+
+    with user_errors(), contextlib.redirect_stdout(sys.stderr):
+        job = Job.load(job_file)
+        result = Pipeline(job, (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True)),
+                          from_stage=from_stage, force=force).run()
+    _print_pipeline(result, as_json)
+
+
+def _print_pipeline(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         echo_json(result)
         return
-    n, r = result["counts"]["nodes"], result["counts"]["relationships"]
-    etl = result["etl"]
-    click.echo("")
-    click.echo(f"Loaded {n['Patent']:,} patents, {r['CITES']:,} citations, {r['CLASSIFIED_AS']:,} CPC assignments "
-               f"({n['CPCSubgroup']:,} subgroups in {n['CPCSubclass']:,} subclasses).")
-    click.echo(f"Cleaning: {etl['patents']['withdrawn_dropped']:,} withdrawn and {etl['patents']['duplicate_id']:,} "
-               f"duplicate patents dropped; {etl['citations']['dangling_cited']:,} citations to patents outside "
-               f"the table, {etl['citations']['self_citation']:,} self-citations and "
-               f"{etl['citations']['repeated_pair']:,} repeated pairs removed.")
-    click.echo(f"{result['citations_within_a_cpc_subclass']:.0%} of citations stay within a shared CPC subclass.")
-    for strategy, m in result["mined"].items():
-        click.echo(f"Mined {m['query']}: train {m['rows']['train']:,}, dev {m['rows']['dev']:,}, test "
-                   f"{m['rows']['test']:,} rows; negatives by level {m['levels']}; eval {m['eval']['queries']:,} "
-                   f"queries over {m['eval']['corpus']:,} patents -> {result['out']}/mined/{strategy}")
-    click.echo("Most cited:")
-    for row in result["top_cited"]:
-        click.echo(f"  {row['id']}  cited by {row['cited_by']:>3}  {row['cpc']:<14} {row['title'][:60]}")
-    click.echo(f"Times (s): {result['timings_s']}.  Summary: {result['out']}/demo.json")
+    click.echo(f"Done in {result['seconds']}s (ran: {', '.join(result['ran']) or 'nothing, all stages reused'}).")
+    evaluation = result["stages"].get("evaluate", {}).get("summary") or {}
+    if evaluation:
+        click.echo(f"{'model':<48} {'MRR@10':>8} {'NDCG@10':>8} {'MAP@100':>8}")
+        for model, m in evaluation.items():
+            click.echo(f"{model[-48:]:<48} {m['mrr@10']:>8.4f} {m['ndcg@10']:>8.4f} {m['map@100']:>8.4f}")
+    if result.get("report"):
+        click.echo(f"Report: {result['report']} (and report.md beside it)")
 
 
 # --------------------------------------------------------------------------- registry

@@ -1,27 +1,63 @@
-"""`patentminer demo` end to end (small), and that a second run reuses finished stages."""
+"""`patentminer demo` and `patentminer pipeline` end to end (small), reuse of finished stages, failures."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import polars as pl
 from click.testing import CliRunner
 
 from patentminer.cli import main
 from patentminer.cypher.connection import Graph
+from patentminer.demo import DemoOptions, run_demo
 
 
 def test_demo_runs_and_reuses(graph: Graph, tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    first = CliRunner().invoke(main, ["demo", "--out", str(out), "--patents", "1500"])
+    result = run_demo(out, DemoOptions(patents=1500, train_steps=2, corpus_size=400), echo=lambda _m: None)
+    assert result["ran"] == ["synth", "etl", "import", "mine:citation-cpc", "mine:random", "train:citation-cpc",
+                             "train:random", "evaluate"]
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert [m["model"] for m in metrics["models"]] == [
+        "packaged:all-MiniLM-L6-v2", str(out / "models" / "citation-cpc"), str(out / "models" / "random")]
+    html = (out / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "citation-cpc@v1" in html
+    md = (out / "report" / "report.md").read_text()
+    assert "## Pipeline" in md and "train:citation-cpc" in md and "make demo" in md
+    # A second run reuses everything and is quick.
+    again = run_demo(out, DemoOptions(patents=1500, train_steps=2, corpus_size=400), echo=lambda _m: None)
+    assert again["ran"] == []
+    assert again["seconds"] < result["seconds"] / 3
+
+
+def test_pipeline_redoes_only_what_changed_and_names_failures(graph: Graph, tmp_path: Path) -> None:
+    from patentminer.training.tiny import build_tiny_encoder
+
+    job = tmp_path / "job.toml"
+    base = """work_dir = "work"
+[source]
+synth_patents = 1200
+seed = 3
+[mine]
+strategies = ["citation-cpc"]
+negatives = 2
+corpus_size = 300
+limit_anchors = 400
+"""
+    job.write_text(base)
+    first = CliRunner().invoke(main, ["pipeline", str(job), "--json"])
     assert first.exit_code == 0, first.output
-    assert "Loaded " in first.stdout and "Mined citation-cpc@v1: train " in first.stdout
-    summary = json.loads((out / "demo.json").read_text())
-    assert summary["counts"]["nodes"]["Patent"] > 1000
-    assert (out / "mined" / "citation-cpc" / "train.parquet").exists()
-    assert (out / "mined" / "random" / "eval" / "qrels.parquet").exists()
-    second = CliRunner().invoke(main, ["demo", "--out", str(out), "--patents", "1500"])
+    assert json.loads(first.stdout)["ran"] == ["synth", "etl", "import", "mine:citation-cpc"]
+    texts = pl.read_parquet(tmp_path / "work" / "mined" / "citation-cpc" / "train.parquet")["anchor"].to_list()
+    tiny = build_tiny_encoder(texts, tmp_path / "tiny")
+    job.write_text(base + f'[train]\nmodel = "{tiny}"\nmax_steps = 2\nbatch_size = 8\nmax_seq_length = 32\n')
+    second = CliRunner().invoke(main, ["pipeline", str(job), "--json"])
     assert second.exit_code == 0, second.output
-    for stage in ("synth: reusing", "etl: reusing", "import: the graph already matches manifest.json"):
-        assert stage in second.stdout
-    assert json.loads((out / "demo.json").read_text())["mined"] == summary["mined"]
+    assert json.loads(second.stdout)["ran"] == ["train:citation-cpc", "evaluate"]
+    third = CliRunner().invoke(main, ["pipeline", str(job), "--from", "mine", "--json"])
+    assert json.loads(third.stdout)["ran"] == ["mine:citation-cpc", "train:citation-cpc", "evaluate"]
+    job.write_text(base + '[train]\nmodel = "/nonexistent/model"\nmax_steps = 2\n')
+    failed = CliRunner().invoke(main, ["pipeline", str(job)])
+    assert failed.exit_code == 1
+    assert failed.stderr.strip().splitlines()[-1].startswith("Error: model directory /nonexistent/model does not")

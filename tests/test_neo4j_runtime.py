@@ -136,6 +136,10 @@ def test_cypher_from_file_and_errors(tmp_path: Path, graph: Graph) -> None:
     bad = CliRunner().invoke(main, ["cypher", "RETURN nonsense("])
     assert bad.exit_code == 1 and bad.output.startswith("Error: Neo4j rejected the query: Invalid input")
     assert len(bad.output.strip().splitlines()) == 1
+    long_query = "RETURN " + " + ".join(["1"] * 2000) + " AS n"
+    assert json.loads(CliRunner().invoke(main, ["cypher", long_query, "--json"]).output) == {"n": 2000}
+    missing = CliRunner().invoke(main, ["cypher", str(tmp_path / "nope.cypher")])
+    assert missing.output == f"Error: query file {tmp_path / 'nope.cypher'} does not exist.\n"
     bad_param = CliRunner().invoke(main, ["cypher", "RETURN 1", "--param", "novalue"])
     assert bad_param.output == ("Error: --param 'novalue' is not key=value with a plain key; "
                                 "use for example --param limit=10.\n")
