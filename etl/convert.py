@@ -276,6 +276,16 @@ def rank_key(patent_id: pl.Expr) -> pl.Expr:
     return (digits + offset + 1).clip(upper_bound=2_147_483_646)
 
 
+def _good_rows(src: Source, bucket: Path, rejects: list[pl.DataFrame], c: dict[str, int],
+               columns: list[pl.Expr]) -> pl.DataFrame:
+    """One bucket's parseable rows as ``columns`` (plus the source row), counting reads and rejects."""
+    lf = _scan(bucket)
+    c["rows_read"] += lf.select(pl.len()).collect().item()
+    good, n_bad = _split(src, lf, rejects, "patent_id")
+    c["rejected"] += n_bad
+    return good.select(*columns, pl.col(ROW)).collect()
+
+
 def _first_by_sequence(df: pl.DataFrame, key: list[str]) -> pl.DataFrame:
     """One row per ``key``: the lowest sequence (then the first source row), in source order.
 
@@ -301,18 +311,13 @@ def _citations(src: Source, staged: Path, patents: pl.DataFrame, tmp: Path,
     ids = patents
     parts: list[Path] = []
     for i, bucket in enumerate(_bucket_dirs(staged)):
-        lf = _scan(bucket)
-        c["rows_read"] += lf.select(pl.len()).collect().item()
-        good, n_bad = _split(src, lf, rejects, "patent_id")
-        c["rejected"] += n_bad
-        df = good.select(
+        df = _good_rows(src, bucket, rejects, c, [
             pl.col("patent_id").str.strip_chars().alias("s"),
             pl.col("citation_patent_id").str.strip_chars().alias("e"),
             pl.col("citation_sequence").str.strip_chars().cast(pl.Int64).alias("seq"),
             pl.col("citation_category").alias("category"),
             pl.col("citation_date").str.strip_chars().alias("date"),
-            pl.col(ROW),
-        ).collect()
+        ])
         n0 = df.height
         df = df.filter(pl.col("s") != pl.col("e"))
         c["self_citation"] += n0 - df.height
@@ -343,17 +348,12 @@ def _cpc(src: Source, staged: Path, patents: pl.DataFrame, tmp: Path,
     parts: list[Path] = []
     symbols: list[pl.DataFrame] = []
     for i, bucket in enumerate(_bucket_dirs(staged)):
-        lf = _scan(bucket)
-        c["rows_read"] += lf.select(pl.len()).collect().item()
-        good, n_bad = _split(src, lf, rejects, "patent_id")
-        c["rejected"] += n_bad
-        df = good.select(
+        df = _good_rows(src, bucket, rejects, c, [
             pl.col("patent_id").str.strip_chars().alias("p"),
             pl.col("cpc_group").str.strip_chars().str.replace_all(" ", "").alias("sym"),
             pl.col("cpc_sequence").str.strip_chars().cast(pl.Int64).alias("seq"),
             pl.col("cpc_type").alias("type"),
-            pl.col(ROW),
-        ).collect()
+        ])
         n0 = df.height
         df = df.join(ids, left_on="p", right_on="id", how="semi")
         c["unknown_patent"] += n0 - df.height

@@ -29,7 +29,6 @@ import html
 import json
 import os
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -75,13 +74,9 @@ class Job:
 
     @staticmethod
     def load(path: Path) -> Job:
-        if not path.exists():
-            raise ConfigError(f"job file {path} does not exist.")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e}).") from e
-        return Job.from_dict(raw, path.parent.resolve(), path)
+        from patentminer.training.config import read_toml
+
+        return Job.from_dict(read_toml(path), path.parent.resolve(), path)
 
 
 def _exists(path: Path) -> bool:
@@ -254,7 +249,8 @@ def write_reports(p: Pipeline, models: list[str]) -> None:
     metrics = json.loads(metrics_path.read_text())
     state = p.state
     etl = json.loads((p.work / "import" / "manifest.json").read_text())
-    md = [(report_dir / "report.md").read_text().rstrip(), "", "## Pipeline", ""]
+    evaluated = (report_dir / "report.md").read_text().split("\n## Pipeline\n")[0]  # re-runs rewrite this part
+    md = [evaluated.rstrip(), "", "## Pipeline", ""]
     md.append("| stage | seconds | summary |")
     md.append("|---|---:|---|")
     for name, st in state.items():

@@ -95,14 +95,19 @@ def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, str]:
     return out
 
 
-def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a TOML job file, apply overrides, validate. Relative paths are relative to the job file."""
+def read_toml(path: Path) -> dict[str, Any]:
+    """A job file as a dict, or a one-line ConfigError."""
     if not path.exists():
         raise ConfigError(f"job file {path} does not exist.")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e}).") from e
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a TOML job file, apply overrides, validate. Relative paths are relative to the job file."""
+    raw = read_toml(path)
     raw.update(overrides or {})
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
