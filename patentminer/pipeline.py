@@ -100,6 +100,18 @@ class Pipeline:
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         self.log = self.work / "pipeline.log"
         self.ran: list[str] = []
+        self.current = ""
+
+    def resumable(self, out: Path) -> bool:
+        """Whether ``out`` holds partial work of this very stage run (same input hash), and mark it so.
+
+        A killed stage resumes from its parts or checkpoints; a stage whose inputs changed starts clean.
+        """
+        marker = out / ".pipeline-stage"
+        same = marker.exists() and marker.read_text() == self.current and not self.forcing
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(self.current)
+        return same
 
     def say(self, message: str) -> None:
         self.echo(message)
@@ -116,6 +128,7 @@ class Pipeline:
             self.say(f"[{name}] unchanged, reusing ({previous.get('seconds', 0)}s last time)")
             return digest
         self.say(f"[{name}] running")
+        self.current = digest
         t0 = time.monotonic()
         self.state.pop(name, None)
         self._save()
@@ -185,8 +198,9 @@ class Pipeline:
             opts = {k: v for k, v in job.mine.items() if k != "strategies"}
 
             def do_mine(strategy: str = strategy, target: Path = target, opts: dict[str, Any] = opts) -> Any:
+                fresh = not self.resumable(target)
                 with Graph(Neo4jSettings.resolve(rt) if rt else settings) as g:
-                    info = mine(g, target, MineOptions(strategy=strategy, overwrite=True, **opts))
+                    info = mine(g, target, MineOptions(strategy=strategy, overwrite=fresh, **opts))
                 return {"rows": info["rows"], "query": info["query"]["ref"], "skipped": info["anchors"]["skipped"],
                         "levels": info["levels"], "eval": info["eval"]}
 
@@ -208,9 +222,10 @@ class Pipeline:
                 def do_train(cfg: TrainConfig = tcfg, out: Path = out) -> Any:
                     import shutil
 
-                    resume = (out / "checkpoints").exists() and not (out / "training.json").exists()
+                    resume = self.resumable(out) and (out / "checkpoints").exists()
                     if not resume:
                         shutil.rmtree(out, ignore_errors=True)
+                        self.resumable(out)
                     summary = train(cfg, resume=resume, echo=self.say)
                     write_model_card(out, summary, None)
                     return {k: summary[k] for k in ("global_step", "train_loss", "seconds", "dev")}

@@ -61,3 +61,32 @@ limit_anchors = 400
     failed = CliRunner().invoke(main, ["pipeline", str(job)])
     assert failed.exit_code == 1
     assert failed.stderr.strip().splitlines()[-1].startswith("Error: model directory /nonexistent/model does not")
+
+
+def test_pipeline_killed_during_mining_resumes_without_redoing_finished_stages(graph: Graph, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    job = tmp_path / "job.toml"
+    job.write_text('work_dir = "work"\n[source]\nsynth_patents = 3000\nseed = 4\n[mine]\n'
+                   'strategies = ["citation-cpc"]\nnegatives = 2\ncorpus_size = 300\nbatch_size = 25\nworkers = 1\n')
+    exe = str(Path(sys.executable).with_name("patentminer"))
+    proc = subprocess.Popen([exe, "pipeline", str(job)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ))
+    parts = tmp_path / "work" / "mined" / "citation-cpc" / "parts"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if parts.exists() and len(list(parts.glob("*.parquet"))) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the pipeline finished before it could be killed"
+    assert not (tmp_path / "work" / "mined" / "citation-cpc" / "dataset.json").exists()
+    again = CliRunner().invoke(main, ["pipeline", str(job), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["ran"] == ["mine:citation-cpc"]
+    assert (tmp_path / "work" / "mined" / "citation-cpc" / "dataset.json").exists()
