@@ -27,7 +27,7 @@ import polars as pl
 
 from patentminer import __version__
 from patentminer.errors import ConfigError, InputError, OutputExistsError
-from patentminer.etl.sources import NL, REASON, ROW, Source, file_digest, find_sources, line_numbers, stage
+from patentminer.etl.sources import REASON, ROW, Source, file_digest, find_sources, line_numbers, stage
 
 #: Version of the import-CSV layout and graph model; bump when either changes.
 IMPORT_FORMAT = 1
@@ -422,13 +422,3 @@ def _concat(parts: list[Path], out: Path) -> None:
             with p.open("rb") as src:
                 shutil.copyfileobj(src, dst, length=16 << 20)
             p.unlink()
-
-
-def check_source_counts(manifest: dict[str, Any]) -> None:
-    """Sanity checks a finished manifest must pass (used by tests and ``import``)."""
-    if manifest.get("import_format") != IMPORT_FORMAT:
-        raise InputError(f"manifest.json has import_format {manifest.get('import_format')}, this patentminer "
-                         f"writes {IMPORT_FORMAT}; run `patentminer etl` again.")
-
-
-__all__ = ["NL", "EtlOptions", "check_source_counts", "run_etl"]
