@@ -110,11 +110,15 @@ def compose_command(manifest: dict[str, Any], database: str = "neo4j") -> str:
         shlex.quote(a) for a in args) + " && docker compose start neo4j"
 
 
+# Fixed query text per label and type (labels cannot be parameters): Neo4j answers these from its count
+# store in constant time, where a label or type test in WHERE would scan every node or relationship.
+_COUNT_NODES = {label: f"MATCH (n:{label}) RETURN count(n) AS c" for label in NODE_LABELS}
+_COUNT_RELS = {t: f"MATCH ()-[r:{t}]->() RETURN count(r) AS c" for t in REL_TYPES}
+
+
 def graph_counts(graph: Graph) -> dict[str, dict[str, int]]:
-    nodes = {label: graph.count("MATCH (n) WHERE $label IN labels(n) RETURN count(n) AS c", {"label": label})
-             for label in NODE_LABELS}
-    rels = {t: graph.count("MATCH ()-[r]->() WHERE type(r) = $t RETURN count(r) AS c", {"t": t})
-            for t in REL_TYPES}
+    nodes = {label: graph.count(query) for label, query in _COUNT_NODES.items()}
+    rels = {t: graph.count(query) for t, query in _COUNT_RELS.items()}
     return {"nodes": nodes, "relationships": rels}
 
 

@@ -329,7 +329,6 @@ def _assemble(graph: Graph, out_dir: Path, parts: Path, anchors: pl.DataFrame, o
     qrels = pl.DataFrame(qrels_rows, schema={"query_id": pl.String, "corpus_id": pl.String}).with_columns(
         pl.lit(1).alias("score")).sort("query_id", "corpus_id")
     relevant = set(qrels["corpus_id"].to_list())
-    pool = anchors.select("id").filter(~pl.col("id").is_in(list(relevant)))
     all_ids = graph.read("MATCH (p:Patent) WHERE p.date < date($d) RETURN p.id AS id, p.rk AS rk ORDER BY id",
                          {"d": test_from})
     pool = pl.DataFrame(all_ids, schema={"id": pl.String, "rk": pl.Int64}).filter(

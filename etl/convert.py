@@ -252,7 +252,9 @@ def _patents(sources: dict[str, Source], staged: dict[str, Path], options: EtlOp
         )
     )
     out.sink_csv(tmp / "patents.csv", include_header=False, quote_style="necessary")
-    id_frame = out.select("id", "date").collect()
+    # The ids and dates come from the patent rows alone; re-running `out` would redo the abstract join and sort.
+    id_frame = good.select(pl.col("patent_id").str.strip_chars().alias("id"),
+                           pl.when(date_ok).then(pl.col("patent_date")).alias("date")).collect()
     counts["patents"] = {
         "rows_read": rows_read, "rejected": n_bad, "duplicate_id": rows_read - n_bad - n_unique,
         "withdrawn": n_withdrawn, "withdrawn_dropped": 0 if options.keep_withdrawn else n_withdrawn,

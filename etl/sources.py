@@ -98,8 +98,6 @@ def find_sources(source_dir: Path) -> dict[str, Source]:
             continue
         header = read_header(path)
         missing = [c for c in spec.required if c not in header]
-        if name == "g_patent" and "patent_abstract" not in header and "patent_title" in header:
-            pass  # current layout; the abstract comes from g_patent_abstract
         if missing:
             raise InputError(f"{path}: missing column {missing[0]!r} (line 1 has: {', '.join(header)}); "
                              f"{name} needs {', '.join(spec.required)}.")
