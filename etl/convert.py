@@ -1,9 +1,13 @@
 """PatentsView tables -> the CSV files ``neo4j-admin database import full`` loads.
 
-Streaming: each source table is parsed once into Parquet (the citation and CPC tables
-hash-partitioned on the citing patent, so that collapsing repeated pairs needs one
-bucket in memory at a time, never the whole table). Outputs are built in
-``OUT_DIR/.etl-tmp`` and moved into place when complete, ``manifest.json`` last.
+Streaming: the citation and CPC tables pass through in batches, in source order, straight
+to their CSVs; memory is a few batches plus the patent ids, whatever the table size.
+Ids are compared as exact integer keys (etl/ids.py). Repeated pairs are collapsed
+within the rows of one citing patent, which PatentsView keeps together; a table that
+is not grouped that way is detected and redone through hash partitions on disk. The
+patent tables take two passes: ids and flags first (first row wins, rejects), then the
+kept rows streamed out with their abstracts. Outputs are built in ``OUT_DIR/.etl-tmp``
+and moved into place when complete, ``manifest.json`` last.
 
 Example::
 
@@ -17,9 +21,10 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,8 @@ import polars as pl
 
 from patentminer import __version__
 from patentminer.errors import ConfigError, InputError, OutputExistsError
-from patentminer.etl.sources import REASON, ROW, Source, file_digest, find_sources, line_numbers, stage
+from patentminer.etl.ids import IdIndex, fast_key
+from patentminer.etl.sources import REASON, ROW, Table, file_digest, find_sources
 
 #: Version of the import-CSV layout and graph model; bump when either changes.
 IMPORT_FORMAT = 1
@@ -106,6 +112,9 @@ def run_etl(source_dir: Path, out_dir: Path, options: EtlOptions, progress: Prog
     sources = find_sources(source_dir)
     tmp = prepare_out_dir(out_dir, options.overwrite)
     work = tmp / "work"
+    # SHA-256 of 1.4 GB is a second of CPU: it runs beside the parsing instead of before it.
+    digests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-digest")
+    hashes = {name: digests.submit(file_digest, src.path) for name, src in sources.items()}
     timings: dict[str, float] = {}
     counts: dict[str, dict[str, int]] = {}
     rejects: list[pl.DataFrame] = []
@@ -117,21 +126,21 @@ def run_etl(source_dir: Path, out_dir: Path, options: EtlOptions, progress: Prog
         say(f"{stage_name}: {timings[stage_name]:.1f}s")
         return result
 
-    staged: dict[str, Path] = {}
-    for name, src in sources.items():
-        buckets = 1
-        if name in ("g_us_patent_citation", "g_cpc_current"):
-            buckets = max(1, math.ceil(src.path.stat().st_size * (4 if src.path.suffix == ".zip" else 1)
-                                       / _BUCKET_BYTES))
-        staged[name] = timed(f"parse {src.label}", partial(stage, src, work, buckets, "patent_id"))
-
-    patents = timed("patents", lambda: _patents(sources, staged, options, tmp, counts, rejects))
-    titles = _cpc_titles(sources, staged, counts, rejects)
-    timed("citations", lambda: _citations(sources["g_us_patent_citation"], staged["g_us_patent_citation"],
-                                          patents, tmp, counts, rejects))
-    symbols = timed("cpc", lambda: _cpc(sources["g_cpc_current"], staged["g_cpc_current"], patents, tmp,
-                                        counts, rejects))
-    graph_nodes = timed("cpc hierarchy", lambda: _hierarchy(symbols, titles, tmp, counts))
+    try:
+        tables = {name: Table(src, work) for name, src in sources.items()}
+        for name, t in tables.items():
+            t.newlines = lambda f=hashes[name]: f.result()[1]
+        index = timed("patents", lambda: _patents(tables, options, tmp, counts, rejects))
+        titles = _cpc_titles(tables, counts, rejects)
+        timed("citations", lambda: _citations(tables["g_us_patent_citation"], index, tmp, counts, rejects, say))
+        symbols = timed("cpc", lambda: _cpc(tables["g_cpc_current"], index, tmp, counts, rejects, say))
+        graph_nodes = timed("cpc hierarchy", lambda: _hierarchy(symbols, titles, tmp, counts))
+        for t in tables.values():
+            t.discard()
+        source_info = {name: {"file": src.path.name, "bytes": src.path.stat().st_size,
+                              "hash": hashes[name].result()[0]} for name, src in sources.items()}
+    finally:
+        digests.shutdown(cancel_futures=True)
 
     all_rejects = pl.concat(rejects) if rejects else pl.DataFrame(
         schema={"source": pl.String, "line": pl.Int64, "reason": pl.String, "key": pl.String})
@@ -155,8 +164,7 @@ def run_etl(source_dir: Path, out_dir: Path, options: EtlOptions, progress: Prog
         "import_format": IMPORT_FORMAT,
         "schema": {"name": SCHEMA_NAME, "version": _schema_version()},
         "options": asdict(options),
-        "sources": {name: {"file": src.path.name, "bytes": src.path.stat().st_size, "hash": file_digest(src.path)}
-                    for name, src in sources.items()},
+        "sources": source_info,
         "counts": counts,
         "rejects": {"rows": all_rejects.height, "rate": round(rate, 6), "file": "rejects.tsv",
                     "by_reason": dict(sorted(
@@ -196,71 +204,77 @@ def _schema_version() -> int:
     return Registry.load().latest(SCHEMA_NAME).version
 
 
-def _scan(path: Path) -> pl.LazyFrame:
-    return pl.scan_parquet(path / "**/*.parquet" if path.is_dir() else path)
+def _reject_frame(table: Table, bad: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Rejected rows (``__row``, ``__reason``, ``key``) as rejects.tsv rows with their physical lines."""
+    return pl.DataFrame({"source": [table.source.path.name] * bad.height, "line": table.line_numbers(bad[ROW]),
+                         "reason": bad[REASON], "key": bad[key].fill_null("")})
 
 
-def _split(src: Source, staged: pl.LazyFrame, rejects: list[pl.DataFrame], key: str) -> tuple[pl.LazyFrame, int]:
-    """Record the rejected rows of one staged table (with line numbers); return the good rows."""
-    bad = staged.filter(pl.col(REASON).is_not_null()).select(ROW, REASON, key).collect()
+def _first_rows(table: Table, columns: list[pl.Expr]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One pass over a patent-keyed table: (the first parseable row of each id, the rejected rows).
+
+    Only ids, flags and row numbers are held, never the text columns.
+    """
+    meta = table.run(lambda t: t.scan().select(
+        ROW, REASON, "patent_id", pl.col("patent_id").alias("id"), *columns).collect())
+    table.rows = meta.height
+    bad = meta.filter(pl.col(REASON).is_not_null())
+    good = meta.filter(pl.col(REASON).is_null())
+    first = good.group_by("id").agg(pl.col(ROW).min())[ROW]
+    return good.filter(pl.col(ROW).is_in(first.implode())), bad
+
+
+def _patents(tables: dict[str, Table], options: EtlOptions, tmp: Path, counts: dict[str, dict[str, int]],
+             rejects: list[pl.DataFrame]) -> IdIndex:
+    """patents.csv in g_patent order: first row per id, withdrawn left out, abstracts joined.
+
+    Two passes over each table: ids and flags first (first row wins, rejects), then the
+    kept rows streamed straight to the CSV with their abstracts.
+    """
+    t = tables["g_patent"]
+    date = pl.col("patent_date").str.strip_chars()
+    date_ok = date.str.contains(_DATE_RE).fill_null(False)
+    winners, bad = _first_rows(t, [(pl.col("withdrawn") == "1").fill_null(False).alias("wd"),
+                                   date_ok.alias("date_ok")])
     if bad.height:
-        lines = line_numbers(staged, bad[ROW])
-        rejects.append(pl.DataFrame({"source": [src.path.name] * bad.height, "line": lines,
-                                     "reason": bad[REASON], "key": bad[key].fill_null("")}))
-    return staged.filter(pl.col(REASON).is_null()), bad.height
-
-
-def _patents(sources: dict[str, Source], staged: dict[str, Path], options: EtlOptions, tmp: Path,
-             counts: dict[str, dict[str, int]], rejects: list[pl.DataFrame]) -> pl.DataFrame:
-    src = sources["g_patent"]
-    lf = _scan(staged["g_patent"])
-    rows_read = lf.select(pl.len()).collect().item()
-    good, n_bad = _split(src, lf, rejects, "patent_id")
-    winners = good.group_by("patent_id").agg(pl.col(ROW).min())
-    good = good.join(winners, on=["patent_id", ROW], how="semi")
-    n_unique = winners.select(pl.len()).collect().item()
-    withdrawn = good.filter(pl.col("withdrawn").str.strip_chars() == "1")
-    n_withdrawn = withdrawn.select(pl.len()).collect().item()
-    if not options.keep_withdrawn:
-        good = good.filter(pl.col("withdrawn").str.strip_chars() != "1")
-    if "patent_abstract" in src.header:
-        abstracts = good.select("patent_id", "patent_abstract")
-    else:
-        a_src = sources["g_patent_abstract"]
-        a_lf = _scan(staged["g_patent_abstract"])
-        a_read = a_lf.select(pl.len()).collect().item()
-        a_good, a_bad = _split(a_src, a_lf, rejects, "patent_id")
-        a_win = a_good.group_by("patent_id").agg(pl.col(ROW).min())
-        abstracts = a_good.join(a_win, on=["patent_id", ROW], how="semi").select("patent_id", "patent_abstract")
-        counts["abstracts"] = {"rows_read": a_read, "rejected": a_bad,
-                               "duplicate_id": a_read - a_bad - a_win.select(pl.len()).collect().item()}
-    date_ok = pl.col("patent_date").str.strip_chars().str.contains(_DATE_RE)
-    out = (
-        good.select(pl.exclude("patent_abstract"))
-        .join(abstracts, on="patent_id", how="left")
-        .sort(ROW)
-        .select(
-            pl.col("patent_id").str.strip_chars().alias("id"),
-            pl.col("patent_title").alias("title"),
-            pl.col("patent_abstract").alias("abstract"),
-            pl.when(date_ok).then(pl.col("patent_date").str.strip_chars()).alias("date"),
-            pl.when(date_ok).then(pl.col("patent_date").str.slice(0, 4)).alias("year"),
-            pl.col("patent_type").alias("type"),
-            pl.col("wipo_kind").alias("kind"),
-            pl.col("num_claims").str.strip_chars().alias("num_claims"),
-            rank_key(pl.col("patent_id").str.strip_chars()).alias("rk"),
-        )
-    )
-    out.sink_csv(tmp / "patents.csv", include_header=False, quote_style="necessary")
-    # The ids and dates come from the patent rows alone; re-running `out` would redo the abstract join and sort.
-    id_frame = good.select(pl.col("patent_id").str.strip_chars().alias("id"),
-                           pl.when(date_ok).then(pl.col("patent_date")).alias("date")).collect()
+        rejects.append(_reject_frame(t, bad, "patent_id"))
+    n_withdrawn = int(winners["wd"].sum())
+    kept = winners if options.keep_withdrawn else winners.filter(~pl.col("wd"))
     counts["patents"] = {
-        "rows_read": rows_read, "rejected": n_bad, "duplicate_id": rows_read - n_bad - n_unique,
+        "rows_read": t.rows, "rejected": bad.height, "duplicate_id": t.rows - bad.height - winners.height,
         "withdrawn": n_withdrawn, "withdrawn_dropped": 0 if options.keep_withdrawn else n_withdrawn,
-        "bad_date": id_frame["date"].null_count(), "written": id_frame.height,
+        "bad_date": kept.height - int(kept["date_ok"].sum()), "written": kept.height,
     }
-    return id_frame.select("id")
+    legacy = "patent_abstract" in t.source.header
+    a_rows = pl.Series(ROW, [], dtype=pl.UInt32)
+    if not legacy:
+        a = tables["g_patent_abstract"]
+        a_win, a_bad = _first_rows(a, [])
+        if a_bad.height:
+            rejects.append(_reject_frame(a, a_bad, "patent_id"))
+        counts["abstracts"] = {"rows_read": a.rows, "rejected": a_bad.height,
+                               "duplicate_id": a.rows - a_bad.height - a_win.height}
+        a_rows = a_win[ROW]
+    columns = [
+        pl.col("patent_id").alias("id"),
+        pl.col("patent_title").alias("title"),
+        pl.when(date_ok).then(date).alias("date"),
+        pl.when(date_ok).then(date.str.slice(0, 4)).alias("year"),
+        pl.col("patent_type").alias("type"),
+        pl.col("wipo_kind").alias("kind"),
+        pl.col("num_claims").alias("num_claims"),
+        rank_key(pl.col("patent_id")).alias("rk"),
+    ]
+    order = ["id", "title", "abstract", "date", "year", "type", "kind", "num_claims", "rk"]
+    rows = t.scan().filter(pl.col(ROW).is_in(kept[ROW].implode()))
+    if legacy:
+        out = rows.select(*columns, pl.col("patent_abstract").alias("abstract"))
+    else:
+        abstracts = tables["g_patent_abstract"].scan().filter(pl.col(ROW).is_in(a_rows.implode())).select(
+            pl.col("patent_id").alias("id"), pl.col("patent_abstract").alias("abstract"))
+        out = rows.select(columns).join(abstracts, on="id", how="left", maintain_order="left")
+    out.select(order).sink_csv(tmp / "patents.csv", include_header=False, quote_style="necessary")
+    return IdIndex.build(kept["id"])
 
 
 #: Offsets that keep rank keys of different id families apart (utility ids stay below 2e8).
@@ -278,117 +292,272 @@ def rank_key(patent_id: pl.Expr) -> pl.Expr:
     return (digits + offset + 1).clip(upper_bound=2_147_483_646)
 
 
-def _good_rows(src: Source, bucket: Path, rejects: list[pl.DataFrame], c: dict[str, int],
-               columns: list[pl.Expr]) -> pl.DataFrame:
-    """One bucket's parseable rows as ``columns`` (plus the source row), counting reads and rejects."""
-    lf = _scan(bucket)
-    c["rows_read"] += lf.select(pl.len()).collect().item()
-    good, n_bad = _split(src, lf, rejects, "patent_id")
-    c["rejected"] += n_bad
-    return good.select(*columns, pl.col(ROW)).collect()
+#: Rows per batch of the streamed relationship tables (memory is a few batches, whatever the table size).
+_BATCH = 250_000
+_PROGRESS_ROWS = 10_000_000
+#: Row status while streaming: kept, rejected (unparseable), or membership still to resolve.
+KEEP, REJECTED, UNRESOLVED = 0, -1, 99
+#: Columns every streamed relationship frame carries besides its payload.
+_GROUP_HASH, _PAIR_HASH, _STATUS = "__gh", "__ph", "__st"
 
 
-def _first_by_sequence(df: pl.DataFrame, key: list[str]) -> pl.DataFrame:
-    """One row per ``key``: the lowest sequence (then the first source row), in source order.
+@dataclass(frozen=True)
+class PairSpec:
+    """How one relationship table streams: its pair columns, drop reasons by status code, and
+    how to settle the rows whose membership the integer fast path could not decide."""
 
-    Repeated pairs are rare, so only they are sorted; the rest pass through a hash test.
+    pair: tuple[str, str]
+    drops: dict[int, str]
+    resolve: Callable[[pl.DataFrame], pl.Series]
+    out_cols: list[str]
+
+
+def _status(reason_chain: Any) -> pl.Expr:
+    return (pl.when(pl.col(REASON).is_not_null()).then(REJECTED).otherwise(reason_chain)).cast(pl.Int8).alias(_STATUS)
+
+
+def _hashes(pair: tuple[str, str]) -> list[pl.Expr]:
+    """Hashes computed while parsing (on all cores): the start id (runs) and the pair (repeats)."""
+    a, b = pair
+    return [pl.col(a).hash(seed=1).alias(_GROUP_HASH),
+            (pl.col(a).hash(seed=1) ^ pl.col(b).hash(seed=2)).alias(_PAIR_HASH)]
+
+
+def _collapse(df: pl.DataFrame, pair: tuple[str, str]) -> tuple[pl.DataFrame, int]:
+    """Collapse repeated ``pair`` rows into the one with the lowest sequence (then the first source row).
+
+    The pair hash finds candidates; the exact comparison runs on those alone. Rows stay in
+    source order.
     """
-    repeated = pl.struct(key).is_duplicated()
-    single = df.filter(~repeated)
-    dups = df.filter(repeated)
-    if dups.is_empty():
-        return df
-    best = dups.sort("seq", ROW).unique(subset=key, keep="first", maintain_order=True)
-    return pl.concat([single, best])
+    maybe = df[_PAIR_HASH].is_duplicated()
+    if not maybe.any():
+        return df, 0
+    repeated = df.filter(maybe).filter(pl.struct(pair).is_duplicated())
+    if repeated.is_empty():
+        return df, 0
+    best = repeated.sort("seq", ROW).unique(subset=list(pair), keep="first")[ROW]
+    losers = repeated[ROW].filter(~repeated[ROW].is_in(best.implode()))
+    return df.filter(~pl.col(ROW).is_in(losers.implode())), losers.len()
 
 
-def _bucket_dirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else [path]
+def _write_grouped(batches: Iterable[pl.DataFrame], pair: tuple[str, str],
+                   on_write: Callable[[pl.DataFrame], None]) -> tuple[int, bool]:
+    """Collapse repeated pairs batch by batch, the rows of one start id kept together across batches.
+
+    That is exact only when the input is grouped by the start id (PatentsView files are sorted
+    by patent_id); the second value says whether it was: every run of one start id must be
+    the only one. (Runs are told apart by a 64-bit hash of the id; a collision would only
+    merge two runs.) Returns (rows collapsed, grouped).
+    """
+    carry: pl.DataFrame | None = None
+    starts: list[pl.Series] = []
+    repeated = 0
+
+    def flush(df: pl.DataFrame) -> None:
+        nonlocal repeated
+        gh = df[_GROUP_HASH]
+        starts.append(gh.filter(gh.ne_missing(gh.shift(1))))
+        df, n = _collapse(df, pair)
+        repeated += n
+        on_write(df)
+
+    for df in batches:
+        if carry is not None:
+            df = pl.concat([carry, df])
+        if df.is_empty():
+            continue
+        tail = df[_GROUP_HASH] == df[_GROUP_HASH][-1]
+        carry = df.filter(tail)
+        body = df.filter(~tail)
+        if body.height:
+            flush(body)
+    if carry is not None and carry.height:
+        flush(carry)
+    runs = pl.concat(starts) if starts else pl.Series([], dtype=pl.UInt64)
+    return repeated, runs.n_unique() == runs.len()
 
 
-def _citations(src: Source, staged: Path, patents: pl.DataFrame, tmp: Path,
-               counts: dict[str, dict[str, int]], rejects: list[pl.DataFrame]) -> None:
-    c = {"rows_read": 0, "rejected": 0, "self_citation": 0, "dangling_citing": 0, "dangling_cited": 0,
-         "repeated_pair": 0, "bad_date": 0, "written": 0}
-    ids = patents
-    parts: list[Path] = []
-    for i, bucket in enumerate(_bucket_dirs(staged)):
-        df = _good_rows(src, bucket, rejects, c, [
-            pl.col("patent_id").str.strip_chars().alias("s"),
-            pl.col("citation_patent_id").str.strip_chars().alias("e"),
-            pl.col("citation_sequence").str.strip_chars().cast(pl.Int64).alias("seq"),
+def _kept_batches(table: Table, frame: pl.LazyFrame, spec: PairSpec, c: dict[str, int],
+                  bad_parts: list[pl.DataFrame], key: str, say: Progress) -> Iterator[pl.DataFrame]:
+    """The kept rows of ``frame``, batch by batch in source order; drops counted, rejects set aside."""
+    for b in frame.collect_batches(chunk_size=_BATCH):
+        c["rows_read"] += b.height
+        if c["rows_read"] // _PROGRESS_ROWS != (c["rows_read"] - b.height) // _PROGRESS_ROWS:
+            say(f"{table.source.path.name}: {c['rows_read']:,} rows")
+        st = b[_STATUS]
+        unresolved = st == UNRESOLVED
+        if unresolved.any():
+            idx = unresolved.arg_true()
+            st = st.clone()
+            st.scatter(idx, spec.resolve(b[idx]).cast(pl.Int8))
+        for code, n in st.value_counts().iter_rows():
+            if code == REJECTED:
+                bad_parts.append(b.filter(st == REJECTED).select(ROW, REASON, key))
+            elif code != KEEP:
+                c[spec.drops[code]] += n
+        yield b.filter(st == KEEP).drop(REASON, key, _STATUS)
+
+
+def _regrouped(table: Table, frame: pl.LazyFrame, spec: PairSpec, key: str, work: Path) -> Iterator[pl.DataFrame]:
+    """The kept rows again, for a table not grouped by its start id: hash-partitioned to disk, then
+    one partition at a time, sorted by start id and source row. Memory is one partition."""
+    n = max(1, math.ceil(table.path.stat().st_size / _BUCKET_BYTES))
+    spill = work / f"{table.source.spec.name}.buckets"
+    shutil.rmtree(spill, ignore_errors=True)
+    spill.mkdir(parents=True)
+    scratch: dict[str, int] = defaultdict(int)
+    for i, kept in enumerate(_kept_batches(table, frame, spec, scratch, [], key, lambda _m: None)):
+        parts = kept.with_columns((pl.col(_GROUP_HASH) % n).alias("__bucket")).partition_by("__bucket", as_dict=True)
+        for (k,), part in parts.items():
+            part.drop("__bucket").write_ipc(spill / f"{k}-{i:08d}.arrow")
+    for k in range(n):
+        files = sorted(spill.glob(f"{k}-*.arrow"))
+        if files:
+            yield pl.concat([pl.read_ipc(f) for f in files]).sort(_GROUP_HASH, ROW)
+            for f in files:
+                f.unlink()
+    shutil.rmtree(spill, ignore_errors=True)
+
+
+def _pair_table(table: Table, frame: pl.LazyFrame, key: str, spec: PairSpec, out: Path, c: dict[str, int],
+                work: Path, say: Progress, extra: Callable[[pl.DataFrame], None] | None = None,
+                restart: Callable[[], None] | None = None) -> list[pl.DataFrame]:
+    """Stream a relationship table to ``out``: rejects aside, drops counted, repeated pairs collapsed.
+
+    Returns the rejected rows (``__row``, ``__reason``, ``key``).
+    """
+    bad_parts: list[pl.DataFrame] = []
+
+    def write_all(batches: Iterable[pl.DataFrame]) -> bool:
+        # Polars writes without the GIL: one writer thread formats batch i while batch i+1 is cleaned.
+        with out.open("wb") as fh, ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-write") as writer:
+            pending: list[Future[None]] = []
+
+            def write(df: pl.DataFrame) -> None:
+                c["written"] += df.height
+                if extra:
+                    extra(df)
+                if pending:
+                    pending.pop().result()
+                pending.append(writer.submit(df.select(spec.out_cols).write_csv, fh, include_header=False))
+
+            c["repeated_pair"], grouped = _write_grouped(batches, spec.pair, write)
+            for f in pending:
+                f.result()
+        return grouped
+
+    grouped = write_all(_kept_batches(table, frame, spec, c, bad_parts, key, say))
+    table.rows = c["rows_read"]
+    if not grouped:
+        # Repeated pairs may sit far apart: write again from partitions that each hold all rows of a start id.
+        say(f"{table.source.path.name} is not grouped by {key}: collapsing repeated pairs through partitions")
+        c["written"] = 0
+        if restart:
+            restart()
+        write_all(_regrouped(table, frame, spec, key, work))
+    return bad_parts
+
+
+def _citations(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[str, int]],
+               rejects: list[pl.DataFrame], say: Progress) -> None:
+    def resolve(df: pl.DataFrame) -> pl.Series:
+        both = index.contains(pl.concat([df["s"], df["e"]]))
+        in_s, in_e = both.head(df.height), both.tail(df.height)
+        return pl.select(pl.when(~in_s).then(2).when(~in_e).then(3).otherwise(KEEP)).to_series()
+
+    spec = PairSpec(("s", "e"), {1: "self_citation", 2: "dangling_citing", 3: "dangling_cited"}, resolve,
+                    ["s", "e", "seq", "category", "date"])
+
+    def run(t: Table) -> tuple[dict[str, int], list[pl.DataFrame]]:
+        c = {"rows_read": 0, "rejected": 0, "self_citation": 0, "dangling_citing": 0, "dangling_cited": 0,
+             "repeated_pair": 0, "bad_date": 0, "written": 0}
+        s = pl.col("patent_id")
+        e = pl.col("citation_patent_id")
+        d = pl.col("citation_date").str.strip_chars()
+        in_s = index.fast_member(fast_key(pl.col("s")))
+        in_e = index.fast_member(fast_key(pl.col("e")))
+        frame = t.scan().select(
+            REASON, "patent_id", ROW, s.alias("s"), e.alias("e"),
+            pl.col("citation_sequence").str.to_integer(strict=False).alias("seq"),
             pl.col("citation_category").alias("category"),
-            pl.col("citation_date").str.strip_chars().alias("date"),
-        ])
-        n0 = df.height
-        df = df.filter(pl.col("s") != pl.col("e"))
-        c["self_citation"] += n0 - df.height
-        n1 = df.height
-        df = df.join(ids, left_on="s", right_on="id", how="semi")
-        c["dangling_citing"] += n1 - df.height
-        n2 = df.height
-        df = df.join(ids, left_on="e", right_on="id", how="semi")
-        c["dangling_cited"] += n2 - df.height
-        n3 = df.height
-        df = _first_by_sequence(df, ["s", "e"])
-        c["repeated_pair"] += n3 - df.height
-        ok = pl.col("date").str.contains(_DATE_RE).fill_null(False)
-        c["bad_date"] += df.filter(~ok).height
-        df = df.with_columns(pl.when(ok).then(pl.col("date")).alias("date"))
-        part = tmp / "work" / f"cites-{i}.csv"
-        df.select("s", "e", "seq", "category", "date").write_csv(part, include_header=False)
-        c["written"] += df.height
-        parts.append(part)
-    _concat(parts, tmp / "cites.csv")
+            pl.when(d.str.contains(_DATE_RE)).then(d).alias("date"),
+        ).with_columns(
+            _status(pl.when(pl.col("s") == pl.col("e")).then(1).when(in_s.is_null()).then(UNRESOLVED)
+                    .when(~in_s).then(2).when(in_e.is_null()).then(UNRESOLVED).when(~in_e).then(3)
+                    .otherwise(KEEP)),
+            *_hashes(spec.pair))
+
+        def dates(df: pl.DataFrame) -> None:
+            c["bad_date"] += df["date"].null_count()
+
+        bad = _pair_table(t, frame, "patent_id", spec, tmp / "cites.csv", c, tmp / "work", say, dates,
+                          lambda: c.update(bad_date=0))
+        return c, bad
+
+    c, bad = table.run(run)
+    c["rejected"] = sum(b.height for b in bad)
+    if bad:
+        rejects.append(_reject_frame(table, pl.concat(bad), "patent_id"))
     counts["citations"] = c
 
 
-def _cpc(src: Source, staged: Path, patents: pl.DataFrame, tmp: Path,
-         counts: dict[str, dict[str, int]], rejects: list[pl.DataFrame]) -> pl.DataFrame:
-    c = {"rows_read": 0, "rejected": 0, "unknown_patent": 0, "repeated_pair": 0, "written": 0}
-    ids = patents
-    parts: list[Path] = []
+def _cpc(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[str, int]],
+         rejects: list[pl.DataFrame], say: Progress) -> pl.DataFrame:
     symbols: list[pl.DataFrame] = []
-    for i, bucket in enumerate(_bucket_dirs(staged)):
-        df = _good_rows(src, bucket, rejects, c, [
-            pl.col("patent_id").str.strip_chars().alias("p"),
-            pl.col("cpc_group").str.strip_chars().str.replace_all(" ", "").alias("sym"),
-            pl.col("cpc_sequence").str.strip_chars().cast(pl.Int64).alias("seq"),
+
+    def resolve(df: pl.DataFrame) -> pl.Series:
+        return pl.select(pl.when(index.contains(df["p"])).then(KEEP).otherwise(1)).to_series()
+
+    spec = PairSpec(("p", "sym"), {1: "unknown_patent"}, resolve, ["p", "sym", "seq", "type"])
+
+    def run(t: Table) -> tuple[dict[str, int], list[pl.DataFrame]]:
+        symbols.clear()
+        c = {"rows_read": 0, "rejected": 0, "unknown_patent": 0, "repeated_pair": 0, "written": 0}
+        in_p = index.fast_member(fast_key(pl.col("p")))
+        frame = t.scan().select(
+            REASON, "patent_id", ROW, pl.col("patent_id").alias("p"),
+            pl.col("cpc_group").str.replace_all(" ", "", literal=True).alias("sym"),
+            pl.col("cpc_sequence").str.to_integer(strict=False).alias("seq"),
             pl.col("cpc_type").alias("type"),
-        ])
-        n0 = df.height
-        df = df.join(ids, left_on="p", right_on="id", how="semi")
-        c["unknown_patent"] += n0 - df.height
-        n1 = df.height
-        df = _first_by_sequence(df, ["p", "sym"])
-        c["repeated_pair"] += n1 - df.height
-        part = tmp / "work" / f"classified-{i}.csv"
-        df.select("p", "sym", "seq", "type").write_csv(part, include_header=False)
-        c["written"] += df.height
-        symbols.append(df.select("sym").unique())
-        parts.append(part)
-    _concat(parts, tmp / "classified_as.csv")
+        ).with_columns(
+            _status(pl.when(in_p.is_null()).then(UNRESOLVED).when(~in_p).then(1).otherwise(KEEP)),
+            *_hashes(spec.pair))
+        bad = _pair_table(t, frame, "patent_id", spec, tmp / "classified_as.csv", c, tmp / "work", say,
+                          lambda df: symbols.append(df.select("sym").unique()), symbols.clear)
+        return c, bad
+
+    c, bad = table.run(run)
+    c["rejected"] = sum(b.height for b in bad)
+    if bad:
+        rejects.append(_reject_frame(table, pl.concat(bad), "patent_id"))
     counts["cpc"] = c
     return pl.concat(symbols).unique() if symbols else pl.DataFrame(schema={"sym": pl.String})
 
 
-def _cpc_titles(sources: dict[str, Source], staged: dict[str, Path], counts: dict[str, dict[str, int]],
+def _cpc_titles(tables: dict[str, Table], counts: dict[str, dict[str, int]],
                 rejects: list[pl.DataFrame]) -> dict[str, str]:
     titles: dict[str, str] = {}
-    if "cpc_group" in sources:
-        good, bad = _split(sources["cpc_group"], _scan(staged["cpc_group"]), rejects, "id")
-        for sym, title in good.select("id", "title").collect().iter_rows():
-            titles[sym.strip()] = title or ""
-        counts["cpc_group_titles"] = {"rows_read": len(titles) + bad, "rejected": bad}
-    if "g_cpc_title" in sources:
-        good, bad = _split(sources["g_cpc_title"], _scan(staged["g_cpc_title"]), rejects, "cpc_group")
-        df = good.collect()
+    for name, key in (("cpc_group", "id"), ("g_cpc_title", "cpc_group")):
+        if name not in tables:
+            continue
+        t = tables[name]
+        df = t.run(lambda t: t.scan().collect())
+        t.rows = df.height
+        bad = df.filter(pl.col(REASON).is_not_null())
+        good = df.filter(pl.col(REASON).is_null())
+        if bad.height:
+            rejects.append(_reject_frame(t, bad, key))
+        if name == "cpc_group":
+            for sym, title in good.select("id", "title").iter_rows():
+                titles[sym.strip()] = title or ""
+            counts["cpc_group_titles"] = {"rows_read": df.height, "rejected": bad.height}
+            continue
         for code_col, title_col in (("cpc_class", "cpc_class_title"), ("cpc_subclass", "cpc_subclass_title"),
                                     ("cpc_group", "cpc_group_title")):
-            for sym, title in df.select(code_col, title_col).unique(code_col).iter_rows():
+            for sym, title in good.select(code_col, title_col).unique(code_col).iter_rows():
                 if sym and title:
                     titles[sym.strip()] = title
-        counts["cpc_titles"] = {"rows_read": df.height + bad, "rejected": bad}
+        counts["cpc_titles"] = {"rows_read": df.height, "rejected": bad.height}
     return titles
 
 
@@ -416,11 +585,3 @@ def _hierarchy(symbols: pl.DataFrame, titles: dict[str, str], tmp: Path,
                              ("part_of_group.csv", "grp", "sub"), ("part_of_subgroup.csv", "sym", "grp")):
         s.select(child, parent).unique(child).sort(child).write_csv(tmp / f, include_header=False)
     return out
-
-
-def _concat(parts: list[Path], out: Path) -> None:
-    with out.open("wb") as dst:
-        for p in parts:
-            with p.open("rb") as src:
-                shutil.copyfileobj(src, dst, length=16 << 20)
-            p.unlink()

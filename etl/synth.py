@@ -308,7 +308,8 @@ def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | 
     if config.quirks:
         dup = cpc.sample(n=max(1, cpc.height // 1000), seed=config.seed + 1)
         ghost = cpc.head(max(1, n // 1000)).with_columns(pl.lit("9999999").alias("patent_id"))
-        cpc = pl.concat([cpc, dup, ghost])
+        # PatentsView keeps a patent's rows together (sorted by patent_id); so do we.
+        cpc = pl.concat([cpc, dup, ghost]).sort("patent_id", maintain_order=True)
         quirks.update(cpc_repeated_pair=dup.height, cpc_unknown_patent=ghost.height)
 
     # -- tables --------------------------------------------------------------------------------

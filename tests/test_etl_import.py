@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import blake3
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -18,7 +20,9 @@ from patentminer.cypher.connection import Graph
 from patentminer.cypher.importer import ImportOptions, compose_command, import_graph
 from patentminer.cypher.runtime import Neo4jRuntime
 from patentminer.errors import InputError, OutputExistsError
+from patentminer.etl import convert
 from patentminer.etl.convert import EtlOptions, run_etl
+from patentminer.etl.ids import IdIndex
 from patentminer.etl.synth import SynthConfig, synth
 
 SEED = 3
@@ -157,7 +161,8 @@ def test_manifest_has_counts_hashes_and_schema(etl_out: tuple[Path, dict[str, An
     _, m = etl_out
     assert m["schema"] == {"name": "schema", "version": 1}
     src = m["sources"]["g_patent"]
-    assert src["bytes"] == (source / "g_patent.tsv").stat().st_size and src["hash"].startswith("sha256:")
+    assert src["bytes"] == (source / "g_patent.tsv").stat().st_size
+    assert src["hash"] == "blake3:" + blake3.blake3((source / "g_patent.tsv").read_bytes()).hexdigest()
     p = m["counts"]["patents"]
     assert p["rows_read"] == p["rejected"] + p["duplicate_id"] + p["withdrawn_dropped"] + p["written"]
     c = m["counts"]["citations"]
@@ -175,6 +180,45 @@ def test_legacy_layout_zip_gives_same_csvs(etl_out: tuple[Path, dict[str, Any]],
     run_etl(src, tmp_path / "out", EtlOptions())
     for f in ("patents.csv", "cites.csv", "classified_as.csv", "cpc_subgroups.csv"):
         assert (tmp_path / "out" / f).read_bytes() == (out / f).read_bytes(), f
+
+
+def test_ungrouped_tables_give_the_same_relationships(etl_out: tuple[Path, dict[str, Any]], source: Path,
+                                                    tmp_path: Path) -> None:
+    """Rows of one patent scattered through the file: repeated pairs are still collapsed exactly."""
+    out, manifest = etl_out
+    src = tmp_path / "shuffled"
+    shutil.copytree(source, src)
+    for name in ("g_us_patent_citation.tsv", "g_cpc_current.tsv"):
+        head, *rows = (src / name).read_bytes().split(b"\n")
+        rows = [r for r in rows if r]
+        random.Random(1).shuffle(rows)
+        (src / name).write_bytes(b"\n".join([head, *rows]) + b"\n")
+    said: list[str] = []
+    m = run_etl(src, tmp_path / "out", EtlOptions(), progress=said.append)
+    assert "g_us_patent_citation.tsv is not grouped by patent_id: collapsing repeated pairs through partitions" in said
+    for key in ("citations", "cpc"):
+        assert m["counts"][key] == manifest["counts"][key], key
+    for f in ("cites.csv", "classified_as.csv"):
+        assert sorted((tmp_path / "out" / f).read_bytes().splitlines()) == sorted((out / f).read_bytes().splitlines())
+
+
+def test_small_batches_give_the_same_csvs(etl_out: tuple[Path, dict[str, Any]], source: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A patent's rows split across batch boundaries are still collapsed together."""
+    out, manifest = etl_out
+    monkeypatch.setattr(convert, "_BATCH", 97)
+    m = run_etl(source, tmp_path / "out", EtlOptions())
+    assert m["counts"] == manifest["counts"]
+    for f in ("patents.csv", "cites.csv", "classified_as.csv", "cpc_subgroups.csv", "rejects.tsv"):
+        assert (tmp_path / "out" / f).read_bytes() == (out / f).read_bytes(), f
+
+
+def test_id_index_is_exact_for_every_id_family() -> None:
+    ids = pl.Series(["3930271", "D900001", "D0900001", "PP12345", "RE48000", "0123", "H002000", "X-odd"])
+    index = IdIndex.build(ids)
+    probe = pl.Series(["3930271", "D900001", "D0900001", "PP12345", "RE48000", "0123", "123", "H002000", "H2000",
+                       "X-odd", "3930272", "D900002", "+3930271", " 3930271", "", None])
+    assert index.contains(probe).to_list() == [True] * 6 + [False, True, False, True] + [False] * 6
 
 
 def test_keep_withdrawn(source: Path, tmp_path: Path) -> None:
