@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from patentminer import __version__
@@ -224,18 +225,32 @@ def _first_rows(table: Table, columns: list[pl.Expr]) -> tuple[pl.DataFrame, pl.
     return good.filter(pl.col(ROW).is_in(first.implode())), bad
 
 
+_PATENT_COLUMNS = ["id", "title", "abstract", "date", "year", "type", "kind", "num_claims", "rk"]
+
+
 def _patents(tables: dict[str, Table], options: EtlOptions, tmp: Path, counts: dict[str, dict[str, int]],
              rejects: list[pl.DataFrame]) -> IdIndex:
-    """patents.csv in g_patent order: first row per id, withdrawn left out, abstracts joined.
+    """patents.csv: first row per id, withdrawn left out, abstracts joined.
 
-    Two passes over each table: ids and flags first (first row wins, rejects), then the
-    kept rows streamed straight to the CSV with their abstracts.
+    With a separate abstract table, the kept patent rows (without abstracts) are held and
+    the abstracts stream past them in batches. With abstracts inside g_patent (older
+    releases), ids and flags come first and the kept rows are streamed out in a second pass.
     """
     t = tables["g_patent"]
+    legacy = "patent_abstract" in t.source.header
     date = pl.col("patent_date").str.strip_chars()
     date_ok = date.str.contains(_DATE_RE).fill_null(False)
-    winners, bad = _first_rows(t, [(pl.col("withdrawn") == "1").fill_null(False).alias("wd"),
-                                   date_ok.alias("date_ok")])
+    columns = [
+        pl.col("patent_title").alias("title"),
+        pl.when(date_ok).then(date).alias("date"),
+        pl.when(date_ok).then(date.str.slice(0, 4)).alias("year"),
+        pl.col("patent_type").alias("type"),
+        pl.col("wipo_kind").alias("kind"),
+        pl.col("num_claims").alias("num_claims"),
+        rank_key(pl.col("patent_id")).alias("rk"),
+    ]
+    flags = [(pl.col("withdrawn") == "1").fill_null(False).alias("wd"), date_ok.alias("date_ok")]
+    winners, bad = _first_rows(t, flags if legacy else flags + columns)
     if bad.height:
         rejects.append(_reject_frame(t, bad, "patent_id"))
     n_withdrawn = int(winners["wd"].sum())
@@ -245,36 +260,57 @@ def _patents(tables: dict[str, Table], options: EtlOptions, tmp: Path, counts: d
         "withdrawn": n_withdrawn, "withdrawn_dropped": 0 if options.keep_withdrawn else n_withdrawn,
         "bad_date": kept.height - int(kept["date_ok"].sum()), "written": kept.height,
     }
-    legacy = "patent_abstract" in t.source.header
-    a_rows = pl.Series(ROW, [], dtype=pl.UInt32)
-    if not legacy:
-        a = tables["g_patent_abstract"]
-        a_win, a_bad = _first_rows(a, [])
-        if a_bad.height:
-            rejects.append(_reject_frame(a, a_bad, "patent_id"))
-        counts["abstracts"] = {"rows_read": a.rows, "rejected": a_bad.height,
-                               "duplicate_id": a.rows - a_bad.height - a_win.height}
-        a_rows = a_win[ROW]
-    columns = [
-        pl.col("patent_id").alias("id"),
-        pl.col("patent_title").alias("title"),
-        pl.when(date_ok).then(date).alias("date"),
-        pl.when(date_ok).then(date.str.slice(0, 4)).alias("year"),
-        pl.col("patent_type").alias("type"),
-        pl.col("wipo_kind").alias("kind"),
-        pl.col("num_claims").alias("num_claims"),
-        rank_key(pl.col("patent_id")).alias("rk"),
-    ]
-    order = ["id", "title", "abstract", "date", "year", "type", "kind", "num_claims", "rk"]
-    rows = t.scan().filter(pl.col(ROW).is_in(kept[ROW].implode()))
     if legacy:
-        out = rows.select(*columns, pl.col("patent_abstract").alias("abstract"))
+        t.scan().filter(pl.col(ROW).is_in(kept[ROW].implode())).select(
+            pl.col("patent_id").alias("id"), *columns, pl.col("patent_abstract").alias("abstract"),
+        ).select(_PATENT_COLUMNS).sink_csv(tmp / "patents.csv", include_header=False, quote_style="necessary")
     else:
-        abstracts = tables["g_patent_abstract"].scan().filter(pl.col(ROW).is_in(a_rows.implode())).select(
-            pl.col("patent_id").alias("id"), pl.col("patent_abstract").alias("abstract"))
-        out = rows.select(columns).join(abstracts, on="id", how="left", maintain_order="left")
-    out.select(order).sink_csv(tmp / "patents.csv", include_header=False, quote_style="necessary")
+        _join_abstracts(tables["g_patent_abstract"], kept.drop(ROW, REASON, "patent_id", "wd", "date_ok"),
+                        tmp / "patents.csv", counts, rejects)
     return IdIndex.build(kept["id"])
+
+
+def _join_abstracts(a: Table, patents: pl.DataFrame, out: Path, counts: dict[str, dict[str, int]],
+                    rejects: list[pl.DataFrame]) -> None:
+    """Write ``patents`` with their abstracts, streaming g_patent_abstract in batches.
+
+    Rows come in abstract-file order, patents without an abstract last; the first abstract
+    row of an id wins. Memory is the patent rows plus a batch.
+    """
+    indexed = patents.with_row_index("__pos")
+
+    def run(a: Table) -> tuple[int, list[pl.DataFrame], list[pl.Series]]:
+        matched = np.zeros(patents.height, dtype=bool)
+        bad_parts: list[pl.DataFrame] = []
+        ids: list[pl.Series] = []
+        n = 0
+        frame = a.scan().select(ROW, REASON, "patent_id", pl.col("patent_abstract").alias("abstract"))
+        with out.open("wb") as fh:
+            for b in frame.collect_batches(chunk_size=_BATCH):
+                n += b.height
+                bad = b.filter(pl.col(REASON).is_not_null())
+                if bad.height:
+                    bad_parts.append(bad.select(ROW, REASON, "patent_id"))
+                good = b.filter(pl.col(REASON).is_null()).select(pl.col("patent_id").alias("id"), "abstract")
+                ids.append(good["id"])
+                good = good.unique(subset="id", keep="first", maintain_order=True)
+                joined = good.join(indexed, on="id", how="inner", maintain_order="left")
+                pos = joined["__pos"].to_numpy()
+                fresh = ~matched[pos]
+                matched[pos] = True
+                joined.filter(pl.Series(fresh)).select(_PATENT_COLUMNS).write_csv(
+                    fh, include_header=False, quote_style="necessary")
+            indexed.filter(pl.Series(~matched)).with_columns(pl.lit(None, dtype=pl.String).alias("abstract")).select(
+                _PATENT_COLUMNS).write_csv(fh, include_header=False, quote_style="necessary")
+        return n, bad_parts, ids
+
+    n, bad_parts, ids = a.run(run)
+    a.rows = n
+    n_bad = sum(b.height for b in bad_parts)
+    if bad_parts:
+        rejects.append(_reject_frame(a, pl.concat(bad_parts), "patent_id"))
+    good_ids = pl.concat(ids) if ids else pl.Series([], dtype=pl.String)
+    counts["abstracts"] = {"rows_read": n, "rejected": n_bad, "duplicate_id": good_ids.len() - good_ids.n_unique()}
 
 
 #: Offsets that keep rank keys of different id families apart (utility ids stay below 2e8).
@@ -329,10 +365,13 @@ def _collapse(df: pl.DataFrame, pair: tuple[str, str]) -> tuple[pl.DataFrame, in
     The pair hash finds candidates; the exact comparison runs on those alone. Rows stay in
     source order.
     """
-    maybe = df[_PAIR_HASH].is_duplicated()
-    if not maybe.any():
+    # Sorting the hashes and comparing neighbours is cheaper than a hash table over the batch.
+    ph = df[_PAIR_HASH]
+    ordered = ph.sort()
+    again = ordered.filter(ordered == ordered.shift(1))
+    if again.is_empty():
         return df, 0
-    repeated = df.filter(maybe).filter(pl.struct(pair).is_duplicated())
+    repeated = df.filter(ph.is_in(again.implode())).filter(pl.struct(pair).is_duplicated())
     if repeated.is_empty():
         return df, 0
     best = repeated.sort("seq", ROW).unique(subset=list(pair), keep="first")[ROW]
