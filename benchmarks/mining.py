@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from patentminer.cypher.connection import Graph
 from patentminer.cypher.mining import MineOptions, mine
@@ -41,15 +42,17 @@ RETURN anchor.id AS anchor, anchor.title AS at, anchor.abstract AS aa, pos.id AS
 """
 
 
-def run_ours(graph: Graph, n: int, workers: int) -> dict[str, float]:
+def run_ours(graph: Graph, n: int, workers: int, strategy: str = "citation-cpc",
+             batch_size: int = 500) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="bench-mine-"))
     try:
-        info = mine(graph, out, MineOptions(strategy="citation-cpc", negatives=3, seed=1, limit_anchors=n,
-                                            workers=workers, corpus_size=1000))
+        info = mine(graph, out, MineOptions(strategy=strategy, negatives=3, seed=1, limit_anchors=n,
+                                            workers=workers, corpus_size=1000, batch_size=batch_size))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     t = info["timings_s"]
-    return {"anchors": n, "mined": info["anchors"]["mined"], "mine_s": t["mine"], "total_s": t["total"],
+    return {"strategy": info["query"]["ref"],
+            "anchors": n, "mined": info["anchors"]["mined"], "mine_s": t["mine"], "total_s": t["total"],
             "anchors_per_s": round(n / t["mine"], 1)}
 
 
@@ -72,29 +75,40 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--anchors", type=int, default=20_000, help="n; the linearity check also runs 2n.")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--strategy", action="append", default=None,
+                    help="Query to time, NAME[@vN]; repeat to compare versions (default: citation-cpc).")
     ap.add_argument("--patentcl-page", type=int, default=500)
     ap.add_argument("--patentcl-pages", type=int, default=8)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    strategies = args.strategy or ["citation-cpc"]
     with Graph.connect() as graph:
         size = {"patents": graph.count("MATCH (p:Patent) RETURN count(p) AS c"),
                 "citations": graph.count("MATCH ()-[r:CITES]->() RETURN count(r) AS c")}
-        ours_n = run_ours(graph, args.anchors, args.workers)
-        ours_2n = run_ours(graph, 2 * args.anchors, args.workers)
+        runs = []
+        for strategy in strategies:
+            n = run_ours(graph, args.anchors, args.workers, strategy, args.batch_size)
+            n2 = run_ours(graph, 2 * args.anchors, args.workers, strategy, args.batch_size)
+            runs.append({"n": n, "2n": n2, "time_ratio_2n_over_n": round(n2["mine_s"] / n["mine_s"], 2)})
         cl = run_patentcl(graph, args.patentcl_page, args.patentcl_pages)
-    report = {"graph": size, "ours_n": ours_n, "ours_2n": ours_2n, "patentcl": cl,
-              "time_ratio_2n_over_n": round(ours_2n["mine_s"] / ours_n["mine_s"], 2),
-              "speedup_vs_patentcl": round(ours_2n["anchors_per_s"] / cl["anchors_per_s"], 2)}
+    for r in runs:
+        r["speedup_vs_patentcl"] = round(r["2n"]["anchors_per_s"] / cl["anchors_per_s"], 2)
+    report = {"graph": size, "workers": args.workers, "batch_size": args.batch_size, "ours": runs, "patentcl": cl}
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"graph: {size['patents']:,} patents, {size['citations']:,} citations")
-    print(f"ours  n={ours_n['anchors']:,}: {ours_n['mine_s']:.1f}s, {ours_n['anchors_per_s']:,} anchors/s")
-    print(f"ours 2n={ours_2n['anchors']:,}: {ours_2n['mine_s']:.1f}s, {ours_2n['anchors_per_s']:,} anchors/s")
-    print(f"time(2n)/time(n) = {report['time_ratio_2n_over_n']}")
+    print(f"graph: {size['patents']:,} patents, {size['citations']:,} citations; {args.workers} workers, "
+          f"batches of {args.batch_size}")
+    for r in runs:
+        for key in ("n", "2n"):
+            o = r[key]
+            print(f"{o['strategy']:<18} {key:>2}={o['anchors']:,}: {o['mine_s']:.1f}s, "
+                  f"{o['anchors_per_s']:,} anchors/s")
+        print(f"{r['n']['strategy']:<18} time(2n)/time(n) = {r['time_ratio_2n_over_n']}; "
+              f"/ PatentCL: x{r['speedup_vs_patentcl']}")
     print(f"PatentCL pattern: {cl['anchors']:,} anchors in {cl['seconds']:.1f}s = {cl['anchors_per_s']:,} anchors/s "
           f"(pages at offsets {cl['offsets']}); full run ~{cl['projected_full_run_h']} h")
-    print(f"ours / PatentCL: x{report['speedup_vs_patentcl']}")
 
 
 if __name__ == "__main__":
