@@ -449,7 +449,7 @@ def cypher_show(ref: str) -> None:
 
     \b
     Example:
-        patentminer cypher show citation-cpc@v1
+        patentminer cypher show citation-cpc@v2
     """
     from patentminer.cypher.registry import Registry
 
