@@ -554,13 +554,16 @@ def train_cmd(config: Path, resume: bool, sets: tuple[str, ...], as_json: bool) 
     """
     from patentminer.training.config import load_config, parse_set
     from patentminer.training.evaluate import evaluate
-    from patentminer.training.train import train, write_model_card
+    from patentminer.training.train import is_main_process, train, write_model_card
 
-    echo = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
+    main_rank = is_main_process()
+    echo = (lambda _m: None) if as_json or not main_rank else (lambda m: click.echo(m, err=True))
     # The trainer prints its log dicts to stdout; keep stdout for our summary (and clean JSON).
     with user_errors(), contextlib.redirect_stdout(sys.stderr):
         job = load_config(config, parse_set(sets))
         summary = train(job, resume=resume, echo=echo)
+        if not main_rank:
+            return
         test = evaluate([job.output_dir], Path(job.data), Path(job.output_dir) / "eval", echo=echo)
         summary["test"] = test["models"][0]["retrieval"]
         write_model_card(Path(job.output_dir), summary, summary["test"])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +171,21 @@ def test_config_defaults_are_frozen(tmp_path: Path, tiny: Path, mined: Path) -> 
     assert isinstance(config, TrainConfig) and config.batch_size == 8
     with pytest.raises(AttributeError):
         config.batch_size = 4  # type: ignore[misc]
+
+
+def test_torchrun_two_processes_train_one_model(tmp_path: Path, tiny: Path, mined: Path) -> None:
+    """The multi-GPU path, on two CPU processes (gloo): one model, one log line per step, rank 0 writes."""
+    path = job(tmp_path, tiny, mined, max_steps=6, save_steps=3, eval_steps=3, batch_size=8)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "patentminer.cli",
+                             "train", str(path), "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["world_size"] == 2 and summary["global_step"] == 6
+    out = tmp_path / "out"
+    lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    keys = [(r["step"], tuple(sorted(r.keys() - {"time"}))) for r in lines]
+    assert len(keys) == len(set(keys)), keys  # no line written twice
+    assert load_model(str(out)).encode(["a patent"]).shape[-1] == 64
+    assert (out / "MODEL_CARD.md").exists() and json.loads((out / "training.json").read_text())["world_size"] == 2

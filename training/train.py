@@ -25,6 +25,11 @@ from patentminer.training.config import PACKAGED, TrainConfig
 Echo = Callable[[str], None]
 
 
+def is_main_process() -> bool:
+    """False on every rank but 0 of a `torchrun` / `accelerate launch` job (they must not write outputs)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def model_path(name: str) -> str:
     """A loadable path for ``packaged:NAME`` (a model shipped in a PyPI package), else ``name``."""
     if name.startswith("packaged:"):
@@ -152,8 +157,10 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
             "loss = cached_mnrl with a larger batch_size.")
     model = load_model(config.model, config.max_seq_length, device)
     loss = build_loss(model, config)
+    main = is_main_process()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "job.json").write_text(json.dumps(config.to_dict(), indent=2))
+    if main:
+        (out / "job.json").write_text(json.dumps(config.to_dict(), indent=2))
     prompts = None
     if config.query_prompt or config.document_prompt:
         prompts = {"anchor": config.query_prompt, "positive": config.document_prompt}
@@ -191,6 +198,8 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
 
     class JsonLog(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not state.is_world_process_zero:  # under torchrun every rank logs; one file line per step
+                return
             with log_path.open("a") as fh:
                 fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, "time": time.time(),
                                      **(kwargs.get("logs") or {})}) + "\n")
@@ -211,6 +220,9 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
                           f"(now {config.max_seq_length}), or use loss = cached_mnrl with mini_batch_size "
                           f"{max(1, config.mini_batch_size // 2)}.") from e
     seconds = time.monotonic() - started
+    summary: dict[str, Any] = {"global_step": result.global_step, "rank": int(os.environ.get("RANK", "0"))}
+    if not main:
+        return summary  # rank 0 evaluates and writes the model; the others are done
     dev_metrics = evaluator(model)
     model.save(str(out))
     summary = {
@@ -219,6 +231,7 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
         "seconds": round(seconds, 1), "device": device, "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
         "dev": {key.removeprefix("dev_"): val for key, val in dev_metrics.items()},
         "dataset": _provenance(data), "resumed_from": str(checkpoint) if checkpoint else None,
+        "world_size": args.world_size,  # the processes the trainer synchronised, not just launched
     }
     (out / "training.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
