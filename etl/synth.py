@@ -91,6 +91,9 @@ class CpcScheme:
         return CpcScheme(titles, topics)
 
 
+_FACETS = 4
+
+
 def split_symbol(symbol: str) -> tuple[str, str, str, str]:
     """``H04L9/0643`` -> (section ``H``, class ``H04``, subclass ``H04L``, main group ``H04L9/00``)."""
     return symbol[0], symbol[:3], symbol[:4], symbol.split("/")[0] + "/00"
@@ -161,23 +164,37 @@ def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | 
     vocab = [_clean_words(scheme.titles.get(sym, "")) or ["device"] for sym in topics]
     group_vocab = [_clean_words(scheme.titles.get(g, "")) or ["apparatus"] for g in topic_group]
     sub_vocab = {s: _clean_words(scheme.titles.get(s, "")) or ["system"] for s in chosen_subs}
+    # Facets: within a topic, patents work on one of a few aspects, each with its own words (taken from
+    # other CPC entries of the same subclass), and citations inside a topic prefer the same facet. The
+    # text then says more than the topic: who cites whom within a CPC subgroup is learnable, which is
+    # what hard negatives from that subgroup teach and random ones cannot.
+    facet_vocab: list[list[list[str]]] = []
+    for t, sym in enumerate(topics):
+        pool = [x for x in by_sub[sym[:4]] if x != sym] or [topic_group[t]]
+        picks = rng.choice(len(pool), size=_FACETS, replace=len(pool) < _FACETS)
+        own = set(vocab[t])
+        facet_vocab.append([[w for w in _clean_words(scheme.titles.get(pool[int(j)], "")) if w not in own]
+                            or group_vocab[t] for j in picks])
+    pfacet = rng.integers(0, _FACETS, size=n)
     titles: list[str] = []
     abstracts: list[str] = []
-    r_words = rng.random((n, 24))
+    r_words = rng.random((n, 32))
     for i in range(n):
         t = int(ptopic[i])
         v, gv, sv = vocab[t], group_vocab[t], sub_vocab[chosen_subs[topic_sub[t]]]
+        fv = facet_vocab[t][int(pfacet[i])]
         r = r_words[i]
 
         def pick(words: list[str], k: int, off: int, r: np.ndarray = r) -> str:
             return " ".join(words[int(r[off + j] * len(words))] for j in range(k))
 
         pre = _PREFIXES[int(r[0] * len(_PREFIXES))]
-        titles.append(f"{pre} {pick(v, 3, 1)} {pick(gv, 1, 4)}".strip().capitalize())
+        titles.append(f"{pre} {pick(v, 2, 1)} {pick(fv, 1, 3)} {pick(gv, 1, 4)}".strip().capitalize())
         abstracts.append(
-            f"A {pick(v, 2, 5)} is disclosed. The {pick(gv, 2, 7)} comprises a {pick(v, 2, 9)} "
-            f"coupled to a {pick(sv, 2, 11)}. In some embodiments the {pick(v, 3, 13)} "
-            f"provides {pick(gv, 2, 16)} and {pick(sv, 2, 18)}. Further {pick(v, 2, 20)} {pick(gv, 2, 22)}."
+            f"A {pick(v, 2, 5)} for {pick(fv, 2, 24)} is disclosed. The {pick(gv, 2, 7)} comprises a "
+            f"{pick(v, 2, 9)} coupled to a {pick(sv, 2, 11)}. In some embodiments the {pick(fv, 2, 26)} "
+            f"{pick(v, 1, 13)} provides {pick(gv, 2, 16)} and {pick(sv, 2, 18)}. Further {pick(fv, 2, 28)} "
+            f"{pick(v, 2, 20)} {pick(gv, 2, 22)}."
         )
 
     withdrawn = np.zeros(n, dtype=np.int8)
@@ -226,6 +243,18 @@ def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | 
     has = r_same > 0
     pos = t_start[ptopic[src[same]]] + np.floor(r_same * rng.random(len(r_same)) ** 1.6).astype(np.int64)
     dst_same = np.where(has, order[np.minimum(pos, n - 1)], dst[same])
+    # Three in four of these stay within the citing patent's facet when it has an earlier patent there.
+    group = ptopic.astype(np.int64) * _FACETS + pfacet
+    order_f = np.lexsort((np.arange(n), group))
+    g_sorted = group[order_f]
+    g_start = np.searchsorted(g_sorted, np.arange(n_topics * _FACETS))
+    rank_f = np.empty(n, dtype=np.int64)
+    rank_f[order_f] = np.arange(n) - g_start[group[order_f]]
+    s_same = src[same]
+    r_f = rank_f[s_same]
+    facet_ok = (r_f > 0) & (rng.random(len(s_same)) < 0.75)
+    pos_f = g_start[group[s_same]] + np.floor(r_f * rng.random(len(s_same)) ** 2.2).astype(np.int64)
+    dst_same = np.where(facet_ok, order_f[np.minimum(pos_f, n - 1)], dst_same)
     dst[same] = dst_same
     near = (kind >= 0.65) & (kind < 0.85)
     if near.any():
