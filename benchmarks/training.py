@@ -15,6 +15,7 @@ the model FLOPs utilisation (6 x parameters x tokens / s over the device's dense
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -57,10 +58,12 @@ def run_patentcl(model_path: str, data: Path, steps: int, seq: int, batch: int =
     examples = [InputExample(texts=[a, p, n]) for a, p, n in df.select("anchor", "positive", "negative_1").iter_rows()]
     loader = DataLoader(examples, shuffle=True, batch_size=batch)  # type: ignore[arg-type]
     loss = losses.TripletLoss(model)
-    t0 = time.perf_counter()
-    model.fit(train_objectives=[(loader, loss)], epochs=1, steps_per_epoch=steps, warmup_steps=0, use_amp=True,
-              show_progress_bar=False)
-    seconds = time.perf_counter() - t0
+    # The legacy fit() writes checkpoints/ into the working directory; keep that out of the checkout.
+    with tempfile.TemporaryDirectory(prefix="bench-fit-") as scratch, contextlib.chdir(scratch):
+        t0 = time.perf_counter()
+        model.fit(train_objectives=[(loader, loss)], epochs=1, steps_per_epoch=steps, warmup_steps=0, use_amp=True,
+                  show_progress_bar=False)
+        seconds = time.perf_counter() - t0
     return {"train_seconds": seconds, "rows": steps * batch, "texts_per_row": 3, "precision": "fp16-autocast"}
 
 
