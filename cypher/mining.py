@@ -200,9 +200,9 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
 
     t0 = time.monotonic()
     graph_counts = check_graph(graph)
-    table = pl.DataFrame(graph.read(Registry.load().latest("anchors").body),
-                         schema={"id": pl.String, "date": pl.String, "rk": pl.Int64, "cites": pl.Boolean,
-                                 "inventional": pl.Boolean})
+    table = graph.read_table(Registry.load().latest("anchors").body,
+                             {"id": pl.String, "date": pl.String, "rk": pl.Int64, "cites": pl.Boolean,
+                              "inventional": pl.Boolean})
     needs = "inventional" if query.name == "cpc-siblings" else "cites"
     anchors, test_from = split_anchors(table, options, needs)
     timings["anchors"] = round(time.monotonic() - t0, 2)
@@ -329,9 +329,8 @@ def _assemble(graph: Graph, out_dir: Path, parts: Path, anchors: pl.DataFrame, o
     qrels = pl.DataFrame(qrels_rows, schema={"query_id": pl.String, "corpus_id": pl.String}).with_columns(
         pl.lit(1).alias("score")).sort("query_id", "corpus_id")
     relevant = set(qrels["corpus_id"].to_list())
-    all_ids = graph.read("MATCH (p:Patent) WHERE p.date < date($d) RETURN p.id AS id, p.rk AS rk ORDER BY id",
-                         {"d": test_from})
-    pool = pl.DataFrame(all_ids, schema={"id": pl.String, "rk": pl.Int64}).filter(
+    pool = graph.read_table("MATCH (p:Patent) WHERE p.date < date($d) RETURN p.id AS id, p.rk AS rk ORDER BY id",
+                            {"id": pl.String, "rk": pl.Int64}, {"d": test_from}).filter(
         ~pl.col("id").is_in(list(relevant)))
     n_distract = max(0, options.corpus_size - len(relevant))
     distract = pool.with_columns(((pl.col("rk") * multiplier(options.seed, "corpus")) % _PRIME).alias("_k")).sort(
