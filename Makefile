@@ -12,8 +12,8 @@ install: $(STAMP)
 # Re-install when the package metadata changes; the Neo4j jars go to $PATENTMINER_HOME (~/.patentminer).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,demo]'
+	$(BIN)/pip install -q --no-cache-dir --upgrade pip
+	$(BIN)/pip install -q --no-cache-dir -e '.[dev,demo]'
 	$(PM) neo4j install
 	touch $(STAMP)
 
