@@ -148,6 +148,31 @@ def test_bad_job_files(tmp_path: Path, tiny: Path, mined: Path) -> None:
     p = job(tmp_path, tiny, mined)
     assert _error(["train", str(p), "--set", "batch_size"]) == (
         "Error: --set 'batch_size' is not key=value; for example --set batch_size=64.")
+    assert _error(["train", str(p), "--set", "compile=maybe"]) == "Error: compile = 'maybe' is not a valid bool."
+    assert _error(["train", str(p), "--set", "dataloader_workers=-2"]) == (
+        "Error: dataloader_workers = -2; use -1 (automatic), 0 (tokenise in the training process) or a number of "
+        "worker processes.")
+    assert _error(["train", str(p), "--set", "eval_steps=-5"]) == (
+        "Error: eval_steps = -5, save_steps = 0; use 0 (once per epoch), a number of steps, or eval_steps = -1 (no "
+        "dev evaluation while training).")
+    rows = pl.read_parquet(mined / "train.parquet").height
+    assert _error(["train", str(p), "--set", f"batch_size={rows + 1}"]) == (
+        f"Error: batch_size {rows + 1} x gradient_accumulation 1 is larger than the {rows:,} training rows; lower "
+        "batch_size.")
+
+
+def test_no_full_batch_is_an_error_not_a_model(tmp_path: Path, tiny: Path, mined: Path) -> None:
+    """Every row shares one positive: the no-duplicates sampler forms no batch, so no step would run."""
+    same = tmp_path / "same"
+    same.mkdir()
+    for split in ("train", "dev"):
+        df = pl.read_parquet(mined / f"{split}.parquet").head(40)
+        df.with_columns(pl.lit(df["positive"][0]).alias("positive")).write_parquet(same / f"{split}.parquet")
+    p = job(tmp_path, tiny, same, batch_size=8)
+    assert _error(["train", str(p)]) == (
+        "Error: no training step ran: the no-duplicates sampler found no full batch of 8 rows without repeated "
+        "texts among 40 rows; lower batch_size.")
+    assert not (tmp_path / "out" / "training.json").exists()
 
 
 def test_evaluate_report_side_by_side(tmp_path: Path, tiny: Path, mined: Path) -> None:
@@ -167,8 +192,9 @@ def test_evaluate_report_side_by_side(tmp_path: Path, tiny: Path, mined: Path) -
 
 
 def test_config_defaults_are_frozen(tmp_path: Path, tiny: Path, mined: Path) -> None:
-    config = load_config(job(tmp_path, tiny, mined), {"batch_size": "8"})
+    config = load_config(job(tmp_path, tiny, mined), {"batch_size": "8", "compile": "false", "eval_steps": "-1"})
     assert isinstance(config, TrainConfig) and config.batch_size == 8
+    assert config.compile is False and config.eval_steps == -1 and config.dataloader_workers == -1
     with pytest.raises(AttributeError):
         config.batch_size = 4  # type: ignore[misc]
 

@@ -17,8 +17,12 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def build_tiny_encoder(texts: Iterable[str], out: Path, hidden: int = 64, layers: int = 2, heads: int = 2,
-                       vocab_size: int = 3000, max_len: int = 256, seed: int = 0, pooling: str = "mean") -> Path:
-    """Train a tokenizer on ``texts``, build a randomly initialised BERT and save a sentence-transformers model."""
+                       vocab_size: int = 3000, max_len: int = 256, seed: int = 0, pooling: str = "mean",
+                       intermediate: int | None = None) -> Path:
+    """Train a tokenizer on ``texts``, build a randomly initialised BERT and save a sentence-transformers model.
+
+    ``intermediate`` is the feed-forward width (default ``2 * hidden``; BERT-base uses ``4 * hidden``).
+    """
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules.transformer import Transformer
@@ -40,7 +44,8 @@ def build_tiny_encoder(texts: Iterable[str], out: Path, hidden: int = 64, layers
     hf_dir = out / "_hf"
     hf_dir.mkdir(parents=True, exist_ok=True)
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=hidden * 2, max_position_embeddings=max_len)
+                        num_attention_heads=heads, intermediate_size=intermediate or hidden * 2,
+                        max_position_embeddings=max_len)
     BertModel(config).save_pretrained(hf_dir)
     fast.save_pretrained(hf_dir)
     encoder = Transformer(str(hf_dir), max_seq_length=max_len)

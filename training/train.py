@@ -74,6 +74,13 @@ def choose_precision(requested: str) -> tuple[str, bool, bool]:
     return "cuda", requested == "bf16", requested == "fp16"
 
 
+def dataloader_workers(requested: int, device: str) -> int:
+    """Worker processes for batch tokenisation: on a GPU the main process alone cannot tokenise fast enough."""
+    if requested >= 0:
+        return requested
+    return min(4, os.cpu_count() or 1) if device == "cuda" else 0
+
+
 def read_split(data: Path, split: str, config: TrainConfig) -> tuple[Any, int]:
     """The split as a datasets.Dataset with the columns the loss takes, and K used."""
     from datasets import Dataset
@@ -165,8 +172,11 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
     if config.query_prompt or config.document_prompt:
         prompts = {"anchor": config.query_prompt, "positive": config.document_prompt}
         prompts |= {f"negative_{i + 1}": config.document_prompt for i in range(k)}
+    if in_batch and len(train_ds) < config.batch_size * config.gradient_accumulation:
+        raise ConfigError(f"batch_size {config.batch_size} x gradient_accumulation {config.gradient_accumulation} is "
+                          f"larger than the {len(train_ds):,} training rows; lower batch_size.")
     steps_per_epoch = max(1, len(train_ds) // (config.batch_size * config.gradient_accumulation))
-    eval_steps = config.eval_steps or steps_per_epoch
+    eval_steps = config.eval_steps if config.eval_steps > 0 else steps_per_epoch
     save_steps = config.save_steps or steps_per_epoch
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -183,7 +193,7 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
         bf16=bf16,
         fp16=fp16,
         batch_sampler=BatchSamplers.NO_DUPLICATES if in_batch else BatchSamplers.BATCH_SAMPLER,
-        eval_strategy="steps",
+        eval_strategy="no" if config.eval_steps < 0 else "steps",
         eval_steps=eval_steps,
         save_strategy="steps",
         save_steps=save_steps,
@@ -192,7 +202,9 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
         report_to="none",
         prompts=prompts,
         dataloader_drop_last=in_batch,
+        dataloader_num_workers=dataloader_workers(config.dataloader_workers, device),
         use_cpu=device == "cpu",
+        torch_compile=config.compile,
     )
     log_path = out / "train_log.jsonl"
 
@@ -220,7 +232,13 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
                           f"(now {config.max_seq_length}), or use loss = cached_mnrl with mini_batch_size "
                           f"{max(1, config.mini_batch_size // 2)}.") from e
     seconds = time.monotonic() - started
+    if result.global_step == 0:
+        raise ConfigError(f"no training step ran: the no-duplicates sampler found no full batch of {config.batch_size} "
+                          f"rows without repeated texts among {len(train_ds):,} rows; lower batch_size.")
     summary: dict[str, Any] = {"global_step": result.global_step, "rank": int(os.environ.get("RANK", "0"))}
+    world_size = args.world_size
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # the ranks are done together; rank 0 goes on alone
     if not main:
         return summary  # rank 0 evaluates and writes the model; the others are done
     dev_metrics = evaluator(model)
@@ -231,7 +249,7 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
         "seconds": round(seconds, 1), "device": device, "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
         "dev": {key.removeprefix("dev_"): val for key, val in dev_metrics.items()},
         "dataset": _provenance(data), "resumed_from": str(checkpoint) if checkpoint else None,
-        "world_size": args.world_size,  # the processes the trainer synchronised, not just launched
+        "world_size": world_size,  # the processes the trainer synchronised, not just launched
     }
     (out / "training.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
