@@ -17,9 +17,10 @@ device's dense bf16 peak from its datasheet and over the bf16 matrix-product rat
 ``--model base`` builds a BERT-base-shaped encoder from a config, no download: 12 layers x 768, 3072
 feed-forward, BERT-base's 85.6M non-embedding parameters, so the same FLOPs per token as the 110M
 bert-base-uncased; its WordPiece vocabulary is trained on the data and stops at the ~5k words synthetic text
-has, so it holds 90M parameters in all (a bigger vocabulary adds lookups, not arithmetic). ``--fill`` lengthens every text
-to about ``--seq`` tokens by appending the following rows' texts, because synthetic abstracts are ~60 tokens
-and real title + abstract pairs run 150-250 (this benchmark measures speed, not quality).
+has, so it holds 90M parameters in all (a bigger vocabulary adds lookups, not arithmetic).
+``--fill`` lengthens every text to about ``--seq`` tokens by appending the following rows' texts, because
+synthetic abstracts are ~60 tokens and real title + abstract pairs run 150-250 (this benchmark measures
+speed, not quality).
 
     .venv/bin/python benchmarks/training.py --data runs/hard                      # tiny local encoder, CPU
     python benchmarks/training.py --data runs/hard --model base --seq 256 --fill --batch 32 --batch 128 --json
