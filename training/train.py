@@ -158,6 +158,9 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
     dev_df = pl.read_parquet(data / "dev.parquet")
     dev_ds, _ = read_split(data, "dev", config)
     in_batch = config.loss in ("mnrl", "cached_mnrl")
+    if in_batch and len(train_ds) < config.batch_size * config.gradient_accumulation:
+        raise ConfigError(f"batch_size {config.batch_size} x gradient_accumulation {config.gradient_accumulation} is "
+                          f"larger than the {len(train_ds):,} training rows; lower batch_size.")
     if in_batch and config.gradient_accumulation > 1:
         say(f"note: gradient_accumulation = {config.gradient_accumulation} does not add in-batch negatives "
             f"(each step still sees {config.batch_size - 1} of them); for a larger effective batch use "
@@ -172,9 +175,6 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
     if config.query_prompt or config.document_prompt:
         prompts = {"anchor": config.query_prompt, "positive": config.document_prompt}
         prompts |= {f"negative_{i + 1}": config.document_prompt for i in range(k)}
-    if in_batch and len(train_ds) < config.batch_size * config.gradient_accumulation:
-        raise ConfigError(f"batch_size {config.batch_size} x gradient_accumulation {config.gradient_accumulation} is "
-                          f"larger than the {len(train_ds):,} training rows; lower batch_size.")
     steps_per_epoch = max(1, len(train_ds) // (config.batch_size * config.gradient_accumulation))
     eval_steps = config.eval_steps if config.eval_steps > 0 else steps_per_epoch
     save_steps = config.save_steps or steps_per_epoch
