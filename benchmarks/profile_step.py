@@ -12,7 +12,7 @@ here against `benchmarks/training.py`'s is the trainer's and dataloader's overhe
 from __future__ import annotations
 
 import argparse
-import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,10 +22,8 @@ from typing import Any
 import polars as pl
 import torch
 
-
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/training.py: model building and text filling
+from training import build_model, cuda_sync, fill_texts
 
 
 def time_steps(fn: Callable[[], None], steps: int = 10, warm: int = 3) -> tuple[float, float]:
@@ -33,22 +31,18 @@ def time_steps(fn: Callable[[], None], steps: int = 10, warm: int = 3) -> tuple[
     t0 = time.perf_counter()
     for _ in range(warm):
         fn()
-    _sync()
+    cuda_sync()
     t1 = time.perf_counter()
     for _ in range(steps):
         fn()
-    _sync()
+    cuda_sync()
     return (time.perf_counter() - t1) / steps * 1000, t1 - t0
 
 
 def main() -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from sentence_transformers.sentence_transformer import losses
 
     from patentminer.training.train import choose_precision, load_model
-    from training import build_model, fill_texts, mean_tokens
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="A `patentminer mine` output.")
@@ -66,9 +60,7 @@ def main() -> None:
     model = load_model(model_path, args.seq, device)
     data = args.data
     if args.fill:
-        per_text = mean_tokens(model, pl.read_parquet(data / "train.parquet")["anchor"].head(500).to_list(), 10_000)
-        data = fill_texts(data, Path(tempfile.mkdtemp(prefix="prof-fill-")), args.batch,
-                          max(1, math.ceil(args.seq / per_text)))
+        data = fill_texts(model, data, Path(tempfile.mkdtemp(prefix="prof-fill-")), args.batch, args.seq)
     df = pl.read_parquet(data / "train.parquet").head(args.batch)
     cols = ["anchor", "positive"] + [c for c in df.columns if c.startswith("negative_") and not c.endswith("_id")]
     features: list[dict[str, Any]] = []
@@ -108,7 +100,7 @@ def main() -> None:
         with profile(activities=activities) as prof:
             for _ in range(3):
                 step()
-            _sync()
+            cuda_sync()
         key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
         print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=55))
 

@@ -45,15 +45,18 @@ import polars as pl
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 
 
-def _cuda_sync() -> None:
+def cuda_sync() -> None:
     import torch
 
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
-def fill_texts(data: Path, out: Path, rows: int, factor: int) -> Path:
-    """A copy of ``data`` (train and dev, first ``rows`` rows) whose texts are ``factor`` row texts joined."""
+def fill_texts(model: Any, data: Path, out: Path, rows: int, seq: int) -> Path:
+    """A copy of ``data`` (train and dev, first ``rows`` rows) whose texts run to about ``seq`` tokens: each is
+    its own row's text followed by the next rows' texts."""
+    per_text = mean_tokens(model, pl.read_parquet(data / "train.parquet")["anchor"].head(500).to_list(), 10_000)
+    factor = max(1, math.ceil(seq / per_text))
     out.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", rows), ("dev", 500)):
         df = pl.read_parquet(data / f"{split}.parquet").head(n)
@@ -122,7 +125,7 @@ def run_patentcl(model_path: str, data: Path, steps: int, seq: int, batch: int =
         t0 = time.perf_counter()
         model.fit(train_objectives=[(loader, loss)], epochs=1, steps_per_epoch=steps, warmup_steps=0, use_amp=True,
                   show_progress_bar=False)
-        _cuda_sync()
+        cuda_sync()
         seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {"seconds": seconds, "steps": steps, "batch": batch, "texts_per_row": 3,
@@ -227,9 +230,7 @@ def main() -> None:
     data = args.data
     rows_needed = max(batches) * (args.warm + args.steps)
     if args.fill:
-        per_text = mean_tokens(model, pl.read_parquet(data / "train.parquet")["anchor"].head(500).to_list(), 10_000)
-        factor = max(1, math.ceil(args.seq / per_text))
-        data = fill_texts(data, Path(tempfile.mkdtemp(prefix="bench-fill-")), rows_needed, factor)
+        data = fill_texts(model, data, Path(tempfile.mkdtemp(prefix="bench-fill-")), rows_needed, args.seq)
     df = pl.read_parquet(data / "train.parquet").head(2000)
     neg_cols = [c for c in df.columns if c.startswith("negative_") and not c.endswith("_id")]
     tok_text = mean_tokens(model, [t for c in ["anchor", "positive", *neg_cols] for t in df[c].to_list()], args.seq)
