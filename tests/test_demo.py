@@ -22,7 +22,7 @@ def test_demo_runs_and_reuses(graph: Graph, tmp_path: Path) -> None:
     assert [m["model"] for m in metrics["models"]] == [
         "packaged:all-MiniLM-L6-v2", str(out / "models" / "citation-cpc"), str(out / "models" / "random")]
     html = (out / "report" / "report.html").read_text()
-    assert "data:image/png;base64," in html and "citation-cpc@v2" in html
+    assert "data:image/png;base64," in html and "citation-cpc@v3" in html
     md = (out / "report" / "report.md").read_text()
     assert "## Pipeline" in md and "train:citation-cpc" in md and "make demo" in md
     # A second run reuses everything and is quick.

@@ -109,8 +109,8 @@ def test_citation_cpc(loaded: Graph, tmp_path: Path) -> None:
     assert all(dates[a] >= info["test_from"] for a in test["anchor_id"])
     assert all(dates[a] < info["test_from"] for a in train["anchor_id"])
     assert info["rows"]["dev"] > 0 and info["query"] == {
-        "name": "citation-cpc", "version": 2, "ref": "citation-cpc@v2",
-        "sha256": Registry.load().get("citation-cpc@v2").sha256}
+        "name": "citation-cpc", "version": 3, "ref": "citation-cpc@v3",
+        "sha256": Registry.load().get("citation-cpc@v3").sha256}
     assert sum(info["anchors"]["skipped"].values()) + info["anchors"]["mined"] == info["anchors"]["eligible"]
     # Columns and the retrieval benchmark.
     assert pl.read_parquet(tmp_path / "train.parquet").columns[:5] == [
@@ -124,12 +124,15 @@ def test_citation_cpc(loaded: Graph, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "dataset.json").read_text())["rows"] == info["rows"]
 
 
-def test_citation_cpc_v2_gives_the_rows_of_v1(loaded: Graph, tmp_path: Path) -> None:
-    """v2 is a faster query for the same sample: an old v1 dataset and a new v2 one must not differ."""
-    _mine(loaded, tmp_path / "v1", strategy="citation-cpc@v1")
-    _mine(loaded, tmp_path / "v2", strategy="citation-cpc@v2")
+def test_citation_cpc_v2_and_v3_give_the_rows_of_v1(loaded: Graph, tmp_path: Path) -> None:
+    """v2 and v3 are faster queries for the same sample: datasets of v1, v2 and v3 must not differ."""
+    for v in ("v1", "v2", "v3"):
+        _mine(loaded, tmp_path / v, strategy=f"citation-cpc@{v}")
     for f in ("train.parquet", "dev.parquet", "test.parquet"):
-        assert pl.read_parquet(tmp_path / "v1" / f).equals(pl.read_parquet(tmp_path / "v2" / f)), f
+        first = pl.read_parquet(tmp_path / "v1" / f)
+        assert first.height > 0
+        for v in ("v2", "v3"):
+            assert first.equals(pl.read_parquet(tmp_path / v / f)), (v, f)
 
 
 def test_citation_of_citation(loaded: Graph, tmp_path: Path) -> None:
@@ -231,7 +234,7 @@ def test_mine_cli_summary(loaded: Graph, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["mine", "--out", str(tmp_path), "--limit-anchors", "200", "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
-    assert info["anchors"]["eligible"] == 200 and info["query"]["ref"] == "citation-cpc@v2"
+    assert info["anchors"]["eligible"] == 200 and info["query"]["ref"] == "citation-cpc@v3"
 
 
 # -- the registry ---------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_training_lowers_loss_and_improves_dev_mrr(tmp_path: Path, tiny: Path, m
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < losses[0]
     assert summary["dev"]["cosine_mrr@10"] > before["dev_cosine_mrr@10"]
-    assert summary["global_step"] == 120 and summary["dataset"]["query"] == "citation-cpc@v2"
+    assert summary["global_step"] == 120 and summary["dataset"]["query"] == "citation-cpc@v3"
 
 
 @pytest.mark.parametrize("extra", [{"loss": "cached_mnrl", "mini_batch_size": 4}, {"loss": "triplet"},
@@ -95,7 +95,7 @@ def test_every_loss_runs(tmp_path: Path, tiny: Path, mined: Path, extra: dict[st
     model = SentenceTransformer(str(tmp_path / "out"))
     assert model.encode(["a patent"]).shape == (1, 64)
     card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
-    assert "citation-cpc@v2" in card and "Test metrics" in card
+    assert "citation-cpc@v3" in card and "Test metrics" in card
     if "matryoshka_dims" in extra:
         report = json.loads((tmp_path / "out" / "eval" / "metrics.json").read_text())
         assert set(report["models"][0]["matryoshka"]) == {"32", "16"}
@@ -188,7 +188,7 @@ def test_evaluate_report_side_by_side(tmp_path: Path, tiny: Path, mined: Path) -
         assert 0 <= m["retrieval"]["mrr@10"] <= 1 and 0 <= m["knn_cpc_subclass_accuracy"] <= 1
         assert (out / m["plot"]).stat().st_size > 1000
     md = (out / "report.md").read_text()
-    assert md.count("| `") == 2 and "citation-cpc@v2" in md
+    assert md.count("| `") == 2 and "citation-cpc@v3" in md
 
 
 def test_config_defaults_are_frozen(tmp_path: Path, tiny: Path, mined: Path) -> None:
