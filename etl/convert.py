@@ -136,10 +136,16 @@ def run_etl(source_dir: Path, out_dir: Path, options: EtlOptions, progress: Prog
         tables = {name: Table(src, work) for name, src in sources.items()}
         for name, t in tables.items():
             t.newlines = lambda f=hashes[name]: f.result()[1]
-        index = timed("patents", lambda: _patents(tables, options, tmp, counts, rejects))
+        kept = timed("patents", lambda: _patents(tables, options, counts, rejects))
+        index = IdIndex.build(kept.rows["id"])
         titles = _cpc_titles(tables, counts, rejects)
         timed("citations", lambda: _citations(tables["g_us_patent_citation"], index, tmp, counts, rejects, say))
-        symbols = timed("cpc", lambda: _cpc(tables["g_cpc_current"], index, tmp, counts, rejects, say))
+        symbols, primary = timed("cpc", lambda: _cpc(tables["g_cpc_current"], index, tmp, counts, rejects, say))
+        order = _order_symbols(symbols["sym"], primary)
+        del primary
+        timed("cpc order", lambda: _rewrite_ordered(tmp / "classified_as.csv", work, ["p", "sym", "seq", "type"],
+                                                    order.symbol_rank, order.ranks))
+        timed("patent text", lambda: _write_patents(tables, kept, tmp, work, order, counts, rejects))
         graph_nodes = timed("cpc hierarchy", lambda: _hierarchy(symbols, titles, tmp, counts))
         for t in tables.values():
             t.discard()
@@ -233,9 +239,19 @@ def _first_rows(table: Table, columns: list[pl.Expr]) -> tuple[pl.DataFrame, pl.
 _PATENT_COLUMNS = ["rk", "date", "id", "year", "type", "kind", "num_claims", "title", "abstract"]
 
 
-def _patents(tables: dict[str, Table], options: EtlOptions, tmp: Path, counts: dict[str, dict[str, int]],
-             rejects: list[pl.DataFrame]) -> IdIndex:
-    """patents.csv: first row per id, withdrawn left out, abstracts joined.
+@dataclass(frozen=True)
+class _KeptPatents:
+    """The patent rows that become nodes, held until patents.csv is written (after the CPC phase,
+    whose first symbol per patent decides the file order)."""
+
+    rows: pl.DataFrame
+    legacy: bool
+    columns: list[pl.Expr]
+
+
+def _patents(tables: dict[str, Table], options: EtlOptions, counts: dict[str, dict[str, int]],
+             rejects: list[pl.DataFrame]) -> _KeptPatents:
+    """First row per id, withdrawn left out; :func:`_write_patents` writes them with their abstracts.
 
     With a separate abstract table, the kept patent rows (without abstracts) are held and
     the abstracts stream past them in batches. With abstracts inside g_patent (older
@@ -266,23 +282,36 @@ def _patents(tables: dict[str, Table], options: EtlOptions, tmp: Path, counts: d
         "bad_date": kept.height - int(kept["date_ok"].sum()), "written": kept.height,
     }
     if legacy:
-        t.scan().filter(pl.col(ROW).is_in(kept[ROW].implode())).select(
-            pl.col("patent_id").alias("id"), *columns, pl.col("patent_abstract").alias("abstract"),
-        ).select(_PATENT_COLUMNS).sink_csv(tmp / "patents.csv", include_header=False, quote_style="necessary")
-    else:
-        _join_abstracts(tables["g_patent_abstract"], kept.drop(ROW, REASON, "patent_id", "wd", "date_ok"),
-                        tmp / "patents.csv", counts, rejects)
-    return IdIndex.build(kept["id"])
+        return _KeptPatents(kept.select(ROW, "id"), True, columns)
+    return _KeptPatents(kept.drop(ROW, REASON, "patent_id", "wd", "date_ok"), False, columns)
 
 
-def _join_abstracts(a: Table, patents: pl.DataFrame, out: Path, counts: dict[str, dict[str, int]],
+def _write_patents(tables: dict[str, Table], kept: _KeptPatents, tmp: Path, work: Path, order: _Order,
+                   counts: dict[str, dict[str, int]], rejects: list[pl.DataFrame]) -> None:
+    """patents.csv in the order of each patent's first CPC symbol (see :func:`_order_symbols`)."""
+    out = tmp / "patents.csv"
+    if kept.legacy:
+        t = tables["g_patent"]
+        t.scan().filter(pl.col(ROW).is_in(kept.rows[ROW].implode())).select(
+            pl.col("patent_id").alias("id"), *kept.columns, pl.col("patent_abstract").alias("abstract"),
+        ).select(_PATENT_COLUMNS).sink_csv(out, include_header=False, quote_style="necessary")
+        _rewrite_ordered(out, work, _PATENT_COLUMNS, order.patent_rank, order.ranks)
+        return
+    a = tables["g_patent_abstract"]
+    spill = _RankSpill(work, "patents", order.ranks, a.path.stat().st_size + tables["g_patent"].path.stat().st_size)
+    _join_abstracts(a, kept.rows.with_columns(order.patent_rank(kept.rows).alias("__rank")), spill, counts, rejects)
+    spill.write_csv(out)
+
+
+def _join_abstracts(a: Table, patents: pl.DataFrame, spill: _RankSpill, counts: dict[str, dict[str, int]],
                     rejects: list[pl.DataFrame]) -> None:
-    """Write ``patents`` with their abstracts, streaming g_patent_abstract in batches.
+    """Spill ``patents`` (with a ``__rank`` column) with their abstracts, streaming g_patent_abstract.
 
-    Rows come in abstract-file order, patents without an abstract last; the first abstract
-    row of an id wins. Memory is the patent rows plus a batch.
+    Within a rank, rows come in abstract-file order, patents without an abstract last; the
+    first abstract row of an id wins. Memory is the patent rows plus a batch.
     """
     indexed = patents.with_row_index("__pos")
+    columns = [*_PATENT_COLUMNS, "__rank"]
 
     def run(a: Table) -> tuple[int, list[pl.DataFrame], list[pl.Series]]:
         matched = np.zeros(patents.height, dtype=bool)
@@ -290,23 +319,22 @@ def _join_abstracts(a: Table, patents: pl.DataFrame, out: Path, counts: dict[str
         ids: list[pl.Series] = []
         n = 0
         frame = a.scan().select(ROW, REASON, "patent_id", pl.col("patent_abstract").alias("abstract"))
-        with out.open("wb") as fh:
-            for b in frame.collect_batches(chunk_size=_TEXT_BATCH):
-                n += b.height
-                bad = b.filter(pl.col(REASON).is_not_null())
-                if bad.height:
-                    bad_parts.append(bad.select(ROW, REASON, "patent_id"))
-                good = b.filter(pl.col(REASON).is_null()).select(pl.col("patent_id").alias("id"), "abstract")
-                ids.append(good["id"])
-                good = good.unique(subset="id", keep="first", maintain_order=True)
-                joined = good.join(indexed, on="id", how="inner", maintain_order="left")
-                pos = joined["__pos"].to_numpy()
-                fresh = ~matched[pos]
-                matched[pos] = True
-                joined.filter(pl.Series(fresh)).select(_PATENT_COLUMNS).write_csv(
-                    fh, include_header=False, quote_style="necessary")
-            indexed.filter(pl.Series(~matched)).with_columns(pl.lit(None, dtype=pl.String).alias("abstract")).select(
-                _PATENT_COLUMNS).write_csv(fh, include_header=False, quote_style="necessary")
+        spill.reset()
+        for b in frame.collect_batches(chunk_size=_TEXT_BATCH):
+            n += b.height
+            bad = b.filter(pl.col(REASON).is_not_null())
+            if bad.height:
+                bad_parts.append(bad.select(ROW, REASON, "patent_id"))
+            good = b.filter(pl.col(REASON).is_null()).select(pl.col("patent_id").alias("id"), "abstract")
+            ids.append(good["id"])
+            good = good.unique(subset="id", keep="first", maintain_order=True)
+            joined = good.join(indexed, on="id", how="inner", maintain_order="left")
+            pos = joined["__pos"].to_numpy()
+            fresh = ~matched[pos]
+            matched[pos] = True
+            spill.add(joined.filter(pl.Series(fresh)).select(columns))
+        spill.add(indexed.filter(pl.Series(~matched)).with_columns(
+            pl.lit(None, dtype=pl.String).alias("abstract")).select(columns))
         return n, bad_parts, ids
 
     n, bad_parts, ids = a.run(run)
@@ -548,8 +576,18 @@ def _citations(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[s
 
 
 def _cpc(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[str, int]],
-         rejects: list[pl.DataFrame], say: Progress) -> pl.DataFrame:
+         rejects: list[pl.DataFrame], say: Progress) -> tuple[pl.DataFrame, pl.DataFrame]:
     symbols: list[pl.DataFrame] = []
+    firsts: list[pl.DataFrame] = []
+
+    def seen(df: pl.DataFrame) -> None:
+        # A start id's rows are all in one batch here (see _write_grouped), so per batch is exact.
+        symbols.append(df.select("sym").unique())
+        firsts.append(df.select("p", "sym", "seq").sort("seq", nulls_last=True).unique("p", keep="first"))
+
+    def restart() -> None:
+        symbols.clear()
+        firsts.clear()
 
     def resolve(df: pl.DataFrame) -> pl.Series:
         return pl.select(pl.when(index.contains(df["p"])).then(KEEP).otherwise(1)).to_series()
@@ -557,7 +595,7 @@ def _cpc(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[str, in
     spec = PairSpec(("p", "sym"), {1: "unknown_patent"}, resolve, ["p", "sym", "seq", "type"])
 
     def run(t: Table) -> tuple[dict[str, int], list[pl.DataFrame]]:
-        symbols.clear()
+        restart()
         c = {"rows_read": 0, "rejected": 0, "unknown_patent": 0, "repeated_pair": 0, "written": 0}
         in_p = index.fast_member(fast_key(pl.col("p")))
         frame = t.scan().select(
@@ -569,7 +607,7 @@ def _cpc(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[str, in
             _status(pl.when(in_p.is_null()).then(UNRESOLVED).when(~in_p).then(1).otherwise(KEEP)),
             *_hashes(spec.pair))
         bad = _pair_table(t, frame, "patent_id", spec, tmp / "classified_as.csv", c, tmp / "work", say,
-                          lambda df: symbols.append(df.select("sym").unique()), symbols.clear)
+                          seen, restart)
         return c, bad
 
     c, bad = table.run(run)
@@ -578,40 +616,82 @@ def _cpc(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[str, in
         rejects.append(_reject_frame(table, pl.concat(bad), "patent_id"))
     counts["cpc"] = c
     used = pl.concat(symbols).unique() if symbols else pl.DataFrame(schema={"sym": pl.String})
-    _cluster_by_symbol(tmp / "classified_as.csv", tmp / "work", used["sym"])
-    return used
+    primary = pl.concat(firsts).select("p", "sym") if firsts else pl.DataFrame(schema={"p": pl.String,
+                                                                                      "sym": pl.String})
+    return used, primary
 
 
-def _cluster_by_symbol(path: Path, work: Path, symbols: pl.Series) -> None:
-    """Rewrite classified_as.csv in CPC symbol order (rows of one symbol keep their file order).
+class _RankSpill:
+    """Rows with an integer ``__rank`` in [0, ranks], spilled to disk by rank range and written back
+    as CSV in rank order (rows of one rank keep the order they came in). Memory is one range."""
 
-    neo4j-admin import stores relationships in file order, and mining walks every patent of a
-    subgroup (then of its main group and subclass): with those relationship records side by side
-    instead of spread over the store, citation-cpc mines 1.5x faster on the 1M graph
-    (benchmarks/RESULTS.md). ``symbols`` (every symbol in the file) gives each one its rank, so
-    the sort is on integers; rows go to disk first in rank ranges, so memory is one range.
-    """
-    cols = ["p", "sym", "seq", "type"]
-    ranks = pl.Enum(symbols.unique().sort())
-    n = max(1, math.ceil(path.stat().st_size / _CLUSTER_BYTES))
-    rank = pl.col("sym").cast(ranks).to_physical().cast(pl.Int64)
-    spill = work / "classified_as.buckets"
-    shutil.rmtree(spill, ignore_errors=True)
-    spill.mkdir(parents=True)
-    frame = pl.scan_csv(path, has_header=False, schema={c: pl.String for c in cols}).with_columns(
-        rank.alias("__rank"), (rank * n // max(1, symbols.len())).alias("__bucket"))
-    for i, batch in enumerate(frame.collect_batches(chunk_size=_BATCH)):
-        for (k,), part in batch.partition_by("__bucket", as_dict=True, include_key=False).items():
-            part.write_ipc(spill / f"{k}-{i:08d}.arrow")
-    tmp = path.with_name(path.name + ".clustered")
-    with tmp.open("wb") as fh:
-        for k in range(n):
-            files = sorted(spill.glob(f"{k}-*.arrow"))
-            if files:
-                part = pl.concat([pl.read_ipc(f) for f in files]).sort("__rank", maintain_order=True)
-                part.drop("__rank").write_csv(fh, include_header=False)
+    def __init__(self, work: Path, name: str, ranks: int, expected_bytes: int) -> None:
+        self.parts = max(1, math.ceil(expected_bytes / _CLUSTER_BYTES))
+        self.ranks = ranks
+        self.dir = work / f"{name}.buckets"
+        self.reset()
+
+    def reset(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.added = 0
+
+    def add(self, df: pl.DataFrame) -> None:
+        bucket = (pl.col("__rank").cast(pl.Int64) * self.parts // (self.ranks + 1)).alias("__bucket")
+        for (k,), part in df.with_columns(bucket).partition_by("__bucket", as_dict=True, include_key=False).items():
+            part.write_ipc(self.dir / f"{k}-{self.added:08d}.arrow")
+        self.added += 1
+
+    def write_csv(self, out: Path) -> None:
+        with out.open("wb") as fh:
+            for k in range(self.parts):
+                files = sorted(self.dir.glob(f"{k}-*.arrow"))
+                if files:
+                    part = pl.concat([pl.read_ipc(f) for f in files]).sort("__rank", maintain_order=True)
+                    part.drop("__rank").write_csv(fh, include_header=False, quote_style="necessary")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _rewrite_ordered(path: Path, work: Path, columns: list[str],
+                     rank: Callable[[pl.DataFrame], pl.Series], ranks: int) -> None:
+    """Rewrite the headerless CSV ``path`` in the order of ``rank`` (stable), through a _RankSpill."""
+    spill = _RankSpill(work, path.stem, ranks, path.stat().st_size)
+    frame = pl.scan_csv(path, has_header=False, schema={c: pl.String for c in columns})
+    for batch in frame.collect_batches(chunk_size=_BATCH):
+        spill.add(batch.with_columns(rank(batch).alias("__rank")))
+    tmp = path.with_name(path.name + ".ordered")
+    spill.write_csv(tmp)
     tmp.replace(path)
-    shutil.rmtree(spill, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Order:
+    """The file order that lays the graph out for mining (what the graph holds does not change).
+
+    neo4j-admin import stores nodes and relationships in file order, and mining walks every patent
+    of a subgroup (then of its main group and subclass), reading the relationship, the node and its
+    first property record of each. classified_as.csv in CPC symbol order and patents.csv in the
+    order of each patent's first symbol (patents without one last) put those records side by side
+    instead of spreading them over the stores: citation-cpc mines ~1.8x faster on the 1M graph
+    (benchmarks/RESULTS.md). Symbols are ranked by sort order, so the sorts are on integers.
+    """
+
+    symbols: pl.DataType
+    ranks: int
+    first: pl.DataFrame
+
+    def symbol_rank(self, df: pl.DataFrame) -> pl.Series:
+        return df["sym"].cast(self.symbols).to_physical().cast(pl.Int64)
+
+    def patent_rank(self, df: pl.DataFrame) -> pl.Series:
+        joined = df.select("id").join(self.first, on="id", how="left", maintain_order="left")
+        return joined["__r"].cast(pl.Int64).fill_null(self.ranks).alias("__rank")
+
+
+def _order_symbols(symbols: pl.Series, primary: pl.DataFrame) -> _Order:
+    enum = pl.Enum(symbols.unique().sort())
+    first = primary.select(pl.col("p").alias("id"), pl.col("sym").cast(enum).to_physical().alias("__r"))
+    return _Order(enum, symbols.n_unique(), first)
 
 
 def _cpc_titles(tables: dict[str, Table], counts: dict[str, dict[str, int]],
