@@ -41,7 +41,7 @@ IMPORT_FORMAT = 1
 SCHEMA_NAME = "schema"
 _DATE_RE = r"^(1[7-9]\d\d|20\d\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 _BUCKET_BYTES = 256 << 20
-#: Partition size when classified_as.csv is regrouped by CPC subclass (memory is one partition).
+#: Bytes of CSV per range of the spills that put classified_as.csv and patents.csv in CPC order.
 _CLUSTER_BYTES = 64 << 20
 
 #: Output files the ETL owns in OUT_DIR (data file, header line).
