@@ -146,6 +146,24 @@ def test_cpc_hierarchy_and_titles(imported: dict[str, Any], graph: Graph) -> Non
     assert inv > 0
 
 
+def test_files_in_cpc_order_for_mining(etl_out: tuple[Path, dict[str, Any]]) -> None:
+    """classified_as.csv in symbol order (file order kept within a symbol) and patents.csv in the
+    order of each patent's first symbol, patents without a CPC symbol last: mining reads them so."""
+    out, _ = etl_out
+    cpc = pl.read_csv(out / "classified_as.csv", has_header=False, new_columns=["p", "sym", "seq", "type"],
+                      schema_overrides={"p": pl.String, "seq": pl.Int64})
+    assert cpc["sym"].is_sorted()
+    patent_cols = convert.NODE_FILES["Patent"][1].split(",")
+    assert patent_cols[:3] == ["rk:long", "date:date", "id:ID(Patent)"]
+    patents = pl.read_csv(out / "patents.csv", has_header=False, new_columns=convert._PATENT_COLUMNS,
+                          infer_schema=False).with_row_index("pos")
+    first = cpc.sort("p", "seq").unique("p", keep="first").select(pl.col("p").alias("id"), "sym")
+    ordered = patents.join(first, on="id", how="left").sort("pos")
+    assert ordered["sym"].drop_nulls().is_sorted()
+    without = ordered["sym"].is_null()
+    assert without.arg_true().to_list() == list(range(ordered.height - int(without.sum()), ordered.height))
+
+
 def test_rejects_have_source_lines(etl_out: tuple[Path, dict[str, Any]], source: Path) -> None:
     out, manifest = etl_out
     rejects = read_tsv(out / "rejects.tsv")
