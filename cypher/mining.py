@@ -202,7 +202,7 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
     graph_counts = check_graph(graph)
     table = graph.read_table(Registry.load().latest("anchors").body,
                              {"id": pl.String, "date": pl.String, "rk": pl.Int64, "cites": pl.Boolean,
-                              "inventional": pl.Boolean})
+                              "inventional": pl.Boolean}).sort("id")
     needs = "inventional" if query.name == "cpc-siblings" else "cites"
     anchors, test_from = split_anchors(table, options, needs)
     timings["anchors"] = round(time.monotonic() - t0, 2)
