@@ -28,6 +28,7 @@ import secrets
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -55,6 +56,16 @@ _JVM_FLAGS = (
     "--add-opens=java.base/java.io=ALL-UNNAMED",
     "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
 )
+
+
+def new_password(length: int = 32) -> str:
+    """A random password of letters and digits (~190 bits).
+
+    Letters and digits only: neo4j-admin reads an argument that starts with '-' as an option, so
+    a URL-safe token (1 in 64 start with '-') made ``set-initial-password`` fail now and then.
+    """
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 @dataclass(frozen=True)
@@ -308,7 +319,7 @@ class Neo4jRuntime:
         if self.password_file.exists():
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        password = secrets.token_urlsafe(24)
+        password = new_password()
         proc = self.admin("dbms", "set-initial-password", password)
         if proc.returncode != 0:
             raise RuntimeSetupError(f"neo4j-admin could not set the initial password: {proc.stderr.strip()[-300:]}")

@@ -18,7 +18,7 @@ from neo4j.exceptions import AuthError
 
 from patentminer.cli import main
 from patentminer.cypher.connection import Graph, parse_param
-from patentminer.cypher.runtime import NEO4J_VERSION, Neo4jRuntime
+from patentminer.cypher.runtime import NEO4J_VERSION, Neo4jRuntime, new_password
 from patentminer.errors import GraphError, RuntimeSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,6 +143,14 @@ def test_cypher_from_file_and_errors(tmp_path: Path, graph: Graph) -> None:
     bad_param = CliRunner().invoke(main, ["cypher", "RETURN 1", "--param", "novalue"])
     assert bad_param.output == ("Error: --param 'novalue' is not key=value with a plain key; "
                                 "use for example --param limit=10.\n")
+
+
+def test_generated_password_is_never_an_option() -> None:
+    """neo4j-admin took a password starting with '-' for an option (CI failed on one); generated ones
+    are letters and digits."""
+    passwords = [new_password() for _ in range(2000)]
+    assert all(p.isalnum() and p.isascii() and len(p) == 32 for p in passwords)
+    assert len(set(passwords)) == len(passwords)
 
 
 def test_parse_param_types() -> None:
