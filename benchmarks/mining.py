@@ -8,6 +8,8 @@ Measures, in one run on the same graph:
 
     .venv/bin/patentminer import data/import-1m --overwrite     # a >= 1M patent graph
     .venv/bin/python benchmarks/mining.py --anchors 20000
+    .venv/bin/python benchmarks/mining.py --anchors 500 --warmup 0 --patentcl-pages 0 \
+        --strategy cpc-distance@v1:subclass --strategy cpc-distance@v2:subclass
 """
 
 from __future__ import annotations
@@ -44,14 +46,17 @@ RETURN anchor.id AS anchor, anchor.title AS at, anchor.abstract AS aa, pos.id AS
 
 def run_ours(graph: Graph, n: int, workers: int, strategy: str = "citation-cpc",
              batch_size: int = 500, seed: int = 1) -> dict[str, Any]:
+    """``strategy`` is NAME[@vN][:LEVEL], the level for cpc-distance."""
+    ref, _, level = strategy.partition(":")
     out = Path(tempfile.mkdtemp(prefix="bench-mine-"))
     try:
-        info = mine(graph, out, MineOptions(strategy=strategy, negatives=3, seed=seed, limit_anchors=n,
-                                            workers=workers, corpus_size=1000, batch_size=batch_size))
+        info = mine(graph, out, MineOptions(strategy=ref, level=level or "subgroup", negatives=3, seed=seed,
+                                            limit_anchors=n, workers=workers, corpus_size=1000,
+                                            batch_size=batch_size))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     t = info["timings_s"]
-    return {"strategy": info["query"]["ref"],
+    return {"strategy": info["query"]["ref"] + (f":{level}" if level else ""),
             "anchors": n, "mined": info["anchors"]["mined"], "mine_s": t["mine"], "total_s": t["total"],
             "anchors_per_s": round(n / t["mine"], 1)}
 
@@ -77,9 +82,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--strategy", action="append", default=None,
-                    help="Query to time, NAME[@vN]; repeat to compare versions (default: citation-cpc).")
+                    help="Query to time, NAME[@vN][:LEVEL] (LEVEL for cpc-distance); repeat to compare versions "
+                         "(default: citation-cpc).")
     ap.add_argument("--patentcl-page", type=int, default=500)
-    ap.add_argument("--patentcl-pages", type=int, default=8)
+    ap.add_argument("--patentcl-pages", type=int, default=8, help="0 skips the PatentCL pattern.")
     ap.add_argument("--warmup", type=int, default=5_000,
                     help="Anchors mined (another seed, so other anchors) before timing, to fill Neo4j's page "
                          "cache; 0 times a cold server.")
@@ -96,9 +102,9 @@ def main() -> None:
             n = run_ours(graph, args.anchors, args.workers, strategy, args.batch_size)
             n2 = run_ours(graph, 2 * args.anchors, args.workers, strategy, args.batch_size)
             runs.append({"n": n, "2n": n2, "time_ratio_2n_over_n": round(n2["mine_s"] / n["mine_s"], 2)})
-        cl = run_patentcl(graph, args.patentcl_page, args.patentcl_pages)
+        cl = run_patentcl(graph, args.patentcl_page, args.patentcl_pages) if args.patentcl_pages else None
     for r in runs:
-        r["speedup_vs_patentcl"] = round(r["2n"]["anchors_per_s"] / cl["anchors_per_s"], 2)
+        r["speedup_vs_patentcl"] = round(r["2n"]["anchors_per_s"] / cl["anchors_per_s"], 2) if cl else None
     report = {"graph": size, "workers": args.workers, "batch_size": args.batch_size, "warmup": warmup, "ours": runs,
               "patentcl": cl}
     if args.json:
@@ -114,8 +120,10 @@ def main() -> None:
             o = r[key]
             print(f"{o['strategy']:<18} {key:>2}={o['anchors']:,}: {o['mine_s']:.1f}s, "
                   f"{o['anchors_per_s']:,} anchors/s")
-        print(f"{r['n']['strategy']:<18} time(2n)/time(n) = {r['time_ratio_2n_over_n']}; "
-              f"/ PatentCL: x{r['speedup_vs_patentcl']}")
+        vs = f"; / PatentCL: x{r['speedup_vs_patentcl']}" if cl else ""
+        print(f"{r['n']['strategy']:<18} time(2n)/time(n) = {r['time_ratio_2n_over_n']}{vs}")
+    if not cl:
+        return
     print(f"PatentCL pattern: {cl['anchors']:,} anchors in {cl['seconds']:.1f}s = {cl['anchors_per_s']:,} anchors/s "
           f"(pages at offsets {cl['offsets']}); full run ~{cl['projected_full_run_h']} h")
 

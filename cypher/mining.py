@@ -217,6 +217,7 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
         params["level"] = options.level
     if query.name == "random":
         params.pop("neg_mul")
+    _check_plan(parts, ids, options.batch_size)
     todo = [i for i in range(len(batches)) if not (parts / f"part-{i:06d}.parquet").exists()]
 
     def run_batch(i: int) -> None:
@@ -278,6 +279,22 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
     shutil.rmtree(parts, ignore_errors=True)
     state.unlink(missing_ok=True)
     return info
+
+
+def _check_plan(parts: Path, ids: list[str], batch_size: int) -> None:
+    """Keep the parts of an interrupted run only if they belong to the same batches of the same anchors.
+
+    The options alone do not say that: the graph may have been re-imported between the two runs.
+    Parts of another plan are removed, so the run starts clean instead of mixing two graphs.
+    """
+    digest = hashlib.sha256(f"{batch_size}\n".encode() + "\n".join(ids).encode()).hexdigest()
+    plan = parts / "plan.sha256"
+    if plan.exists() and plan.read_text() != digest:
+        for stale in parts.glob("part-*.parquet"):
+            stale.unlink()
+    tmp = plan.with_suffix(".tmp")
+    tmp.write_text(digest)
+    tmp.replace(plan)
 
 
 def _fetch_text(graph: Graph, ids: list[str], template: str) -> pl.DataFrame:

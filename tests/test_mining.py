@@ -126,12 +126,34 @@ def test_citation_cpc(loaded: Graph, tmp_path: Path) -> None:
 
 def test_citation_cpc_v2_and_v3_give_the_rows_of_v1(loaded: Graph, tmp_path: Path) -> None:
     """v2 and v3 are faster queries for the same sample: datasets of v1, v2 and v3 must not differ."""
-    for v in ("v1", "v2", "v3"):
-        _mine(loaded, tmp_path / v, strategy=f"citation-cpc@{v}")
+    _assert_same_datasets(loaded, tmp_path, "citation-cpc", ("v1", "v2", "v3"))
+
+
+@pytest.mark.parametrize(("strategy", "level"), [
+    ("citation-of-citation", "subgroup"), ("random", "subgroup"), ("cpc-siblings", "subgroup"),
+    *[("cpc-distance", level) for level in ("subgroup", "group", "subclass", "class", "section", "random")]])
+def test_v2_gives_the_rows_of_v1(loaded: Graph, tmp_path: Path, strategy: str, level: str) -> None:
+    """The v2 queries change how the sample is found (lazy guard, one sorted list per CPC branch and
+    batch), not which: their datasets must equal v1's, level by level."""
+    _assert_same_datasets(loaded, tmp_path, strategy, ("v1", "v2"), level=level, limit_anchors=300)
+
+
+def _assert_same_datasets(graph: Graph, tmp_path: Path, strategy: str, versions: tuple[str, ...],
+                          **kw: Any) -> None:
+    errors = []
+    for v in versions:
+        try:
+            _mine(graph, tmp_path / v, strategy=f"{strategy}@{v}", **kw)
+        except GraphError as e:  # e.g. no class of the small test graph has a second subclass
+            errors.append(str(e))
+    if errors:
+        assert len(errors) == len(versions) and len(set(errors)) == 1, errors
+        assert errors[0].startswith("no anchor has 3 negatives")
+        return
     for f in ("train.parquet", "dev.parquet", "test.parquet"):
-        first = pl.read_parquet(tmp_path / "v1" / f)
+        first = pl.read_parquet(tmp_path / versions[0] / f)
         assert first.height > 0
-        for v in ("v2", "v3"):
+        for v in versions[1:]:
             assert first.equals(pl.read_parquet(tmp_path / v / f)), (v, f)
 
 
@@ -217,10 +239,30 @@ def test_resume_after_interrupt(loaded: Graph, tmp_path: Path) -> None:
         assert (tmp_path / "cut" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes()
 
 
+def test_resume_discards_parts_of_another_graph(loaded: Graph, tmp_path: Path) -> None:
+    """Parts written for other anchors (the graph was re-imported in between) are not mixed in."""
+    _mine(loaded, tmp_path / "whole", limit_anchors=300)
+    opts = MineOptions(negatives=K, seed=1, batch_size=100, workers=1, corpus_size=500, limit_anchors=300)
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        mine(loaded, tmp_path / "cut", opts, progress=interrupt)
+    parts = tmp_path / "cut" / "parts"
+    first = parts / "part-000000.parquet"
+    pl.read_parquet(first).with_columns(pl.lit("X1").alias("positive_id")).write_parquet(first)
+    (parts / "plan.sha256").write_text("0" * 64)
+    mine(loaded, tmp_path / "cut", opts)
+    for f in ("train.parquet", "dev.parquet", "test.parquet"):
+        assert (tmp_path / "cut" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes()
+
+
 def test_errors(loaded: Graph, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^unknown strategy 'nope'; use one of citation-cpc, "):
         mine(loaded, tmp_path / "x", MineOptions(strategy="nope"))
-    with pytest.raises(ConfigError, match=r"^unknown version 'random@v9'; random has random@v1\.$"):
+    with pytest.raises(ConfigError, match=r"^unknown version 'random@v9'; random has random@v1, random@v2\.$"):
         mine(loaded, tmp_path / "x", MineOptions(strategy="random@v9"))
     with pytest.raises(GraphError, match=r"^no anchor has 5000 negatives with this strategy; lower --negatives"):
         _mine(loaded, tmp_path / "y", negatives=5000, limit_anchors=20)
