@@ -346,12 +346,14 @@ def _assemble(graph: Graph, out_dir: Path, parts: Path, anchors: pl.DataFrame, o
     qrels = pl.DataFrame(qrels_rows, schema={"query_id": pl.String, "corpus_id": pl.String}).with_columns(
         pl.lit(1).alias("score")).sort("query_id", "corpus_id")
     relevant = set(qrels["corpus_id"].to_list())
-    pool = graph.read_table("MATCH (p:Patent) WHERE p.date < date($d) RETURN p.id AS id, p.rk AS rk ORDER BY id",
-                            {"id": pl.String, "rk": pl.Int64}, {"d": test_from}).filter(
-        ~pl.col("id").is_in(list(relevant)))
     n_distract = max(0, options.corpus_size - len(relevant))
-    distract = pool.with_columns(((pl.col("rk") * multiplier(options.seed, "corpus")) % _PRIME).alias("_k")).sort(
-        "_k", "id").head(n_distract)["id"].to_list()
+    # The first n_distract earlier patents in a seeded order, relevant ones left out: the server keeps the
+    # top n_distract + |relevant| of that order instead of sending every earlier patent (13 s at 1M).
+    first = graph.read_table(
+        "MATCH (p:Patent) WHERE p.date < date($d) WITH p.id AS id, p.rk AS rk "
+        "ORDER BY (rk * $m) % 2147483647, id LIMIT $n RETURN id",
+        {"id": pl.String}, {"d": test_from, "m": multiplier(options.seed, "corpus"), "n": n_distract + len(relevant)})
+    distract = first.filter(~pl.col("id").is_in(list(relevant))).head(n_distract)["id"].to_list()
     corpus_ids = sorted(relevant | set(distract))
 
     needed = sorted(set(full.select(id_cols).unpivot()["value"].drop_nulls().to_list()) | set(corpus_ids))
