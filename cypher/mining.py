@@ -217,7 +217,7 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
         params["level"] = options.level
     if query.name == "random":
         params.pop("neg_mul")
-    _check_plan(parts, ids, options.batch_size)
+    _check_plan(parts, ids, options.batch_size, graph_counts)
     todo = [i for i in range(len(batches)) if not (parts / f"part-{i:06d}.parquet").exists()]
 
     def run_batch(i: int) -> None:
@@ -281,13 +281,15 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
     return info
 
 
-def _check_plan(parts: Path, ids: list[str], batch_size: int) -> None:
-    """Keep the parts of an interrupted run only if they belong to the same batches of the same anchors.
+def _check_plan(parts: Path, ids: list[str], batch_size: int, graph_counts: dict[str, int]) -> None:
+    """Keep the parts of an interrupted run only if they belong to the same batches of the same anchors
+    on a graph with the same counts.
 
     The options alone do not say that: the graph may have been re-imported between the two runs.
     Parts of another plan are removed, so the run starts clean instead of mixing two graphs.
     """
-    digest = hashlib.sha256(f"{batch_size}\n".encode() + "\n".join(ids).encode()).hexdigest()
+    head = json.dumps({"batch_size": batch_size, "graph": graph_counts}, sort_keys=True)
+    digest = hashlib.sha256(head.encode() + b"\n" + "\n".join(ids).encode()).hexdigest()
     plan = parts / "plan.sha256"
     if plan.exists() and plan.read_text() != digest:
         for stale in parts.glob("part-*.parquet"):
