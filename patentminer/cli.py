@@ -474,7 +474,9 @@ def cypher_show(ref: str) -> None:
               help="Seeded fraction of the non-test anchors held out as dev.")
 @click.option("--limit-anchors", type=int, default=None, help="Mine a seeded sample of this many anchors.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Parallel Neo4j sessions.")
-@click.option("--batch-size", type=int, default=500, show_default=True, help="Anchors per query (UNWIND $ids).")
+@click.option("--batch-size", type=int, default=500, show_default=True,
+              help="Anchors per query (UNWIND $ids). Larger batches speed up cpc-siblings and cpc-distance "
+                   "(each CPC branch is sorted once per batch) but use more server heap.")
 @click.option("--level", default="subgroup", show_default=True,
               help="cpc-distance only: subgroup|group|subclass|class|section|random.")
 @click.option("--template", default="{title} [SEP] {abstract}", show_default=True,
@@ -493,7 +495,8 @@ def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from:
     \b
     Example:
         patentminer mine --strategy citation-cpc --out runs/hard --negatives 3 --seed 1
-        patentminer mine --strategy cpc-distance@v1 --level group --out runs/group --limit-anchors 5000
+        patentminer mine --strategy cpc-distance --level group --out runs/group --limit-anchors 5000
+        patentminer mine --strategy citation-cpc@v1 --out runs/old --seed 1    # re-mine with a pinned version
     """
     from tqdm import tqdm
 
