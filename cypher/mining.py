@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from patentminer.cypher.connection import Graph
 from patentminer.cypher.registry import Query, Registry
@@ -299,19 +300,61 @@ def _check_plan(parts: Path, ids: list[str], batch_size: int, graph_counts: dict
     tmp.replace(plan)
 
 
-def _fetch_text(graph: Graph, ids: list[str], template: str) -> pl.DataFrame:
-    """Text (from the template) and first CPC symbol (the kNN/plot label) of each patent."""
+def _fetch_text(graph: Graph, ids: list[str], template: str, with_cpc: bool = True) -> pl.DataFrame:
+    """Text (from the template) and, with ``with_cpc``, first CPC symbol (the kNN/plot label) of each patent."""
+    cpc = ("OPTIONAL CALL (p) { MATCH (p)-[r:CLASSIFIED_AS]->(s:CPCSubgroup) RETURN s.code AS cpc "
+           "ORDER BY r.sequence LIMIT 1 } " if with_cpc else "WITH p, null AS cpc ")
     rows: list[dict[str, Any]] = []
     for i in range(0, len(ids), 5000):
         rows += graph.read(
-            "UNWIND $ids AS id MATCH (p:Patent {id: id}) "
-            "OPTIONAL CALL (p) { MATCH (p)-[r:CLASSIFIED_AS]->(s:CPCSubgroup) RETURN s.code AS cpc "
-            "ORDER BY r.sequence LIMIT 1 } "
+            "UNWIND $ids AS id MATCH (p:Patent {id: id}) " + cpc +
             "RETURN p.id AS id, coalesce(p.title, '') AS title, coalesce(p.abstract, '') AS abstract, cpc",
             {"ids": ids[i:i + 5000]})
     return pl.DataFrame([{"id": r["id"], "text": template.format(title=r["title"], abstract=r["abstract"]),
                           "cpc": r["cpc"] or ""} for r in rows],
                         schema={"id": pl.String, "text": pl.String, "cpc": pl.String})
+
+
+#: Dataset rows whose texts are fetched and written at a time (5 texts each: ~100 MB at 20,000).
+_TEXT_ROWS = 20_000
+
+
+class _ChunkedParquet:
+    """A Parquet file written a frame at a time under a temporary name, renamed on ``close``.
+
+    Example::
+
+        with _ChunkedParquet(Path("train.parquet")) as w:
+            w.write(frame)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, df.to_arrow().schema, compression="zstd")
+        self.writer.write_table(df.to_arrow())
+        self.rows += df.height
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.tmp.replace(self.path)
+
+    def __enter__(self) -> _ChunkedParquet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        elif self.writer is not None:  # an interrupted file keeps its temporary name
+            self.writer.close()
 
 
 def _write_parquet(df: pl.DataFrame, path: Path) -> None:
@@ -358,25 +401,35 @@ def _assemble(graph: Graph, out_dir: Path, parts: Path, anchors: pl.DataFrame, o
     distract = first.filter(~pl.col("id").is_in(list(relevant))).head(n_distract)["id"].to_list()
     corpus_ids = sorted(relevant | set(distract))
 
-    needed = sorted(set(full.select(id_cols).unpivot()["value"].drop_nulls().to_list()) | set(corpus_ids))
-    texts = _fetch_text(graph, needed, options.template)
-    lookup = dict(zip(texts["id"].to_list(), texts["text"].to_list(), strict=True))
-    text_cols = [pl.col(c).replace_strict(lookup, default="").alias(c.removesuffix("_id")) for c in id_cols]
-    rows = full.select([*id_cols, *text_cols, "level", "split"])
+    corpus_texts = _fetch_text(graph, corpus_ids, options.template)
+    corpus = pl.DataFrame({"corpus_id": corpus_ids}).join(
+        corpus_texts.rename({"id": "corpus_id"}), on="corpus_id", how="left", maintain_order="left").select(
+        "corpus_id", pl.col("text").fill_null(""), pl.col("cpc").fill_null(""))
+
+    # Texts are joined a chunk of rows at a time and each split is written chunk by chunk: a full-dump
+    # dataset holds five texts per row for millions of rows, far more than memory.
     counts: dict[str, int] = {}
+    levels: dict[str, int] = {}
+    queries = _ChunkedParquet(out_dir / "eval" / "queries.parquet")
     for split in ("train", "dev", "test"):
-        part = rows.filter(pl.col("split") == split).drop("split")
+        part = full.filter(pl.col("split") == split)
         counts[split] = part.height
-        _write_parquet(part, out_dir / f"{split}.parquet")
-    queries = rows.filter(pl.col("split") == "test").select(pl.col("anchor_id").alias("query_id"),
-                                                            pl.col("anchor").alias("text"))
-    cpc = dict(zip(texts["id"].to_list(), texts["cpc"].to_list(), strict=True))
-    corpus = pl.DataFrame({"corpus_id": corpus_ids}).with_columns(
-        pl.col("corpus_id").replace_strict(lookup, default="").alias("text"),
-        pl.col("corpus_id").replace_strict(cpc, default="").alias("cpc"))
-    _write_parquet(queries, out_dir / "eval" / "queries.parquet")
+        with _ChunkedParquet(out_dir / f"{split}.parquet") as writer:
+            for start in range(0, max(part.height, 1), _TEXT_ROWS):
+                chunk = part.slice(start, _TEXT_ROWS)
+                needed = sorted(set(chunk.select(id_cols).unpivot()["value"].drop_nulls().to_list()))
+                texts = _fetch_text(graph, needed, options.template, with_cpc=False)
+                lookup = dict(zip(texts["id"].to_list(), texts["text"].to_list(), strict=True))
+                rows = chunk.select([*id_cols, *[pl.col(c).replace_strict(lookup, default="", return_dtype=pl.String)
+                                                 .alias(c.removesuffix("_id")) for c in id_cols], "level"])
+                writer.write(rows)
+                for level, n in rows.group_by("level").len().iter_rows():
+                    levels[level] = levels.get(level, 0) + n
+                if split == "test":
+                    queries.write(rows.select(pl.col("anchor_id").alias("query_id"), pl.col("anchor").alias("text")))
+    queries.close()
     _write_parquet(corpus, out_dir / "eval" / "corpus.parquet")
     _write_parquet(qrels, out_dir / "eval" / "qrels.parquet")
-    levels = dict(rows.group_by("level").len().sort("level").iter_rows())
+    levels = dict(sorted(levels.items()))
     return {"rows": counts, "anchors": {"eligible": anchors.height, "mined": full.height, "skipped": skipped},
-            "levels": levels, "eval": {"queries": queries.height, "corpus": corpus.height, "qrels": qrels.height}}
+            "levels": levels, "eval": {"queries": queries.rows, "corpus": corpus.height, "qrels": qrels.height}}

@@ -259,6 +259,20 @@ def test_resume_discards_parts_of_another_graph(loaded: Graph, tmp_path: Path) -
         assert (tmp_path / "cut" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes()
 
 
+def test_texts_written_in_chunks(loaded: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Splits are written a chunk of rows at a time (bounded memory at full scale): same rows as one chunk."""
+    import patentminer.cypher.mining as mining
+
+    _mine(loaded, tmp_path / "one", limit_anchors=300)
+    monkeypatch.setattr(mining, "_TEXT_ROWS", 37)
+    _mine(loaded, tmp_path / "many", limit_anchors=300)
+    for f in ("train.parquet", "dev.parquet", "test.parquet", "eval/queries.parquet", "eval/corpus.parquet"):
+        one = pl.read_parquet(tmp_path / "one" / f)
+        assert one.height > 37 or f != "train.parquet"
+        assert one.equals(pl.read_parquet(tmp_path / "many" / f)), f
+    assert not list((tmp_path / "many").rglob("*.tmp"))
+
+
 def test_errors(loaded: Graph, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^unknown strategy 'nope'; use one of citation-cpc, "):
         mine(loaded, tmp_path / "x", MineOptions(strategy="nope"))
