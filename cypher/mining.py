@@ -315,6 +315,15 @@ def _fetch_text(graph: Graph, ids: list[str], template: str, with_cpc: bool = Tr
                         schema={"id": pl.String, "text": pl.String, "cpc": pl.String})
 
 
+def _with_texts(graph: Graph, chunk: pl.DataFrame, id_cols: list[str], template: str) -> pl.DataFrame:
+    """``chunk``'s id columns, a text column for each (``anchor_id`` -> ``anchor``) and ``level``."""
+    needed = sorted(set(chunk.select(id_cols).unpivot()["value"].drop_nulls().to_list()))
+    texts = _fetch_text(graph, needed, template, with_cpc=False)
+    lookup = dict(zip(texts["id"].to_list(), texts["text"].to_list(), strict=True))
+    return chunk.select([*id_cols, *[pl.col(c).replace_strict(lookup, default="", return_dtype=pl.String)
+                                     .alias(c.removesuffix("_id")) for c in id_cols], "level"])
+
+
 #: Dataset rows whose texts are fetched and written at a time (5 texts each: ~100 MB at 20,000).
 _TEXT_ROWS = 20_000
 
@@ -335,10 +344,11 @@ class _ChunkedParquet:
         self.rows = 0
 
     def write(self, df: pl.DataFrame) -> None:
+        table = df.to_arrow()
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, df.to_arrow().schema, compression="zstd")
-        self.writer.write_table(df.to_arrow())
+            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+        self.writer.write_table(table)
         self.rows += df.height
 
     def close(self) -> None:
@@ -358,10 +368,8 @@ class _ChunkedParquet:
 
 
 def _write_parquet(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.write_parquet(tmp)
-    tmp.replace(path)
+    with _ChunkedParquet(path) as writer:
+        writer.write(df)
 
 
 def _assemble(graph: Graph, out_dir: Path, parts: Path, anchors: pl.DataFrame, options: MineOptions,
@@ -410,24 +418,19 @@ def _assemble(graph: Graph, out_dir: Path, parts: Path, anchors: pl.DataFrame, o
     # dataset holds five texts per row for millions of rows, far more than memory.
     counts: dict[str, int] = {}
     levels: dict[str, int] = {}
-    queries = _ChunkedParquet(out_dir / "eval" / "queries.parquet")
-    for split in ("train", "dev", "test"):
-        part = full.filter(pl.col("split") == split)
-        counts[split] = part.height
-        with _ChunkedParquet(out_dir / f"{split}.parquet") as writer:
-            for start in range(0, max(part.height, 1), _TEXT_ROWS):
-                chunk = part.slice(start, _TEXT_ROWS)
-                needed = sorted(set(chunk.select(id_cols).unpivot()["value"].drop_nulls().to_list()))
-                texts = _fetch_text(graph, needed, options.template, with_cpc=False)
-                lookup = dict(zip(texts["id"].to_list(), texts["text"].to_list(), strict=True))
-                rows = chunk.select([*id_cols, *[pl.col(c).replace_strict(lookup, default="", return_dtype=pl.String)
-                                                 .alias(c.removesuffix("_id")) for c in id_cols], "level"])
-                writer.write(rows)
-                for level, n in rows.group_by("level").len().iter_rows():
-                    levels[level] = levels.get(level, 0) + n
-                if split == "test":
-                    queries.write(rows.select(pl.col("anchor_id").alias("query_id"), pl.col("anchor").alias("text")))
-    queries.close()
+    with _ChunkedParquet(out_dir / "eval" / "queries.parquet") as queries:
+        for split in ("train", "dev", "test"):
+            part = full.filter(pl.col("split") == split)
+            counts[split] = part.height
+            with _ChunkedParquet(out_dir / f"{split}.parquet") as writer:
+                for start in range(0, max(part.height, 1), _TEXT_ROWS):
+                    rows = _with_texts(graph, part.slice(start, _TEXT_ROWS), id_cols, options.template)
+                    writer.write(rows)
+                    for level, n in rows.group_by("level").len().iter_rows():
+                        levels[level] = levels.get(level, 0) + n
+                    if split == "test":
+                        queries.write(rows.select(pl.col("anchor_id").alias("query_id"),
+                                                  pl.col("anchor").alias("text")))
     _write_parquet(corpus, out_dir / "eval" / "corpus.parquet")
     _write_parquet(qrels, out_dir / "eval" / "qrels.parquet")
     levels = dict(sorted(levels.items()))
