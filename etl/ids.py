@@ -1,10 +1,10 @@
-"""Integer keys for patent ids, so that membership tests run on integers, not strings.
+"""Integer keys for patent ids, so that membership tests run mostly on integers, not strings.
 
 Hashing 150M id strings against a set of 9M strings is most of the cost of cleaning the
 citation table; integers are about ten times cheaper. Plain numeric ids without a leading
 zero (utility patents, over 90% of rows) are their own key; every other id (``D900001``,
 ``PP12345``, ``RE48000``, a number with leading zeros) has no key and is compared as a
-string. Both are exact: there is no hashing.
+string against the few such ids of the graph. Both are exact: there is no hashing.
 
 Example::
 
@@ -28,14 +28,6 @@ def fast_key(s: pl.Expr) -> pl.Expr:
     return pl.when(plain).then(k)
 
 
-def _in_sorted(sorted_keys: pl.Series, keys: pl.Series) -> pl.Series:
-    """Membership by binary search: no hash table to build for a few thousand rows."""
-    if sorted_keys.is_empty():
-        return pl.Series(keys.name, [False] * keys.len(), dtype=pl.Boolean)
-    pos = sorted_keys.search_sorted(keys.fill_null(-1), side="left").clip(0, sorted_keys.len() - 1)
-    return (sorted_keys.gather(pos) == keys).fill_null(False).alias(keys.name)
-
-
 @dataclass(frozen=True)
 class IdIndex:
     """The patent ids of the graph: sorted integer keys, plus the ids without a key as strings."""
@@ -50,18 +42,16 @@ class IdIndex:
         other = frame.filter(pl.col("k").is_null())["id"].drop_nulls().unique().sort()
         return cls(keys, other)
 
-    def fast_member(self, fast: pl.Expr) -> pl.Expr:
-        """Membership of rows with a key, for a streaming query; null where the key is null
-        (settle those with ``contains``)."""
-        return fast.is_in(self.keys.implode())
+    def member(self, ids: pl.Expr) -> pl.Expr:
+        """Exact membership of each id, as an expression for a streaming query (null ids are not members).
+
+        The string test runs on every row (an expression has no lazy branch), yet costs less than
+        settling the ~10% of rows without a key afterwards in Python: +0.2 s on 11M citation rows.
+        """
+        key = fast_key(ids)
+        return (pl.when(key.is_null()).then(ids.is_in(self.other.implode())).otherwise(key.is_in(self.keys.implode()))
+                .fill_null(False))
 
     def contains(self, ids: pl.Series) -> pl.Series:
-        """Exact membership of each id (null ids are not members)."""
-        keys = pl.DataFrame({"id": ids}).select(fast_key(pl.col("id")))["id"]
-        member = _in_sorted(self.keys, keys)
-        rest = keys.is_null() & ids.is_not_null()
-        if rest.any() and not self.other.is_empty():
-            idx = rest.arg_true()
-            member = member.clone()
-            member.scatter(idx, ids.gather(idx).is_in(self.other.implode()).fill_null(False))
-        return member.alias(ids.name)
+        """Exact membership of each id in a Series (null ids are not members)."""
+        return pl.DataFrame({"id": ids}).select(self.member(pl.col("id")))["id"]
