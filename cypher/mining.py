@@ -145,6 +145,19 @@ def split_anchors(table: pl.DataFrame, options: MineOptions, needs: str) -> tupl
     return out, test_from
 
 
+def store_order(anchors: pl.DataFrame) -> pl.DataFrame:
+    """``anchors`` in the order the graph stores them (by the number that ends each ``node`` elementId),
+    then by id; the batches are cut from this order.
+
+    The ETL writes patents in CPC order and the import keeps file order, so neighbours in this
+    order share CPC branches: citation-cpc mines 1.5x, cpc-siblings 2.9x faster on the 1M graph
+    than with batches in id order (benchmarks/RESULTS.md). An elementId without that number (another
+    Neo4j) only costs the speed: which rows an anchor gets does not depend on its batch.
+    """
+    key = pl.col("node").str.extract(r"(\d+)$").cast(pl.Int64, strict=False)
+    return anchors.with_columns(key.alias("_store")).sort("_store", "id", nulls_last=True).drop("_store")
+
+
 class _Candidates:
     """Seeded uniform samples of patents granted before a date (for the random strategies)."""
 
@@ -203,13 +216,13 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
     graph_counts = check_graph(graph)
     table = graph.read_table(Registry.load().latest("anchors").body,
                              {"id": pl.String, "date": pl.String, "rk": pl.Int64, "cites": pl.Boolean,
-                              "inventional": pl.Boolean}).sort("id")
+                              "inventional": pl.Boolean, "node": pl.String}).sort("id")
     needs = "inventional" if query.name == "cpc-siblings" else "cites"
     anchors, test_from = split_anchors(table, options, needs)
     timings["anchors"] = round(time.monotonic() - t0, 2)
 
-    ids = anchors["id"].to_list()
-    dates = dict(zip(ids, anchors["date"].to_list(), strict=True))
+    ids = store_order(anchors)["id"].to_list()
+    dates = dict(zip(anchors["id"].to_list(), anchors["date"].to_list(), strict=True))
     batches = [ids[i:i + options.batch_size] for i in range(0, len(ids), options.batch_size)]
     sampler = _Candidates(table, options.seed, options.negatives) if STRATEGIES[query.name] == "rows" else None
     params: dict[str, Any] = {"k": options.negatives, "pos_mul": multiplier(options.seed, "positive"),

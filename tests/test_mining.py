@@ -331,3 +331,22 @@ def test_cli_list_and_show() -> None:
     assert "citation-cpc@v1" in out and "released" in out
     shown = CliRunner().invoke(main, ["cypher", "show", "citation-cpc@v1"]).output
     assert shown.startswith("// name: citation-cpc\n// version: 1\n")
+
+
+@pytest.mark.parametrize("strategy", ["citation-cpc", "cpc-siblings", "cpc-distance", "random"])
+def test_batches_in_store_order_give_the_rows_of_id_order(loaded: Graph, tmp_path: Path, strategy: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anchors are batched in store (CPC) order for speed; an anchor's row does not depend on its batch."""
+    import patentminer.cypher.mining as mining
+
+    kw: dict[str, Any] = {"limit_anchors": 300, "strategy": strategy,
+                          "level": "subclass" if strategy == "cpc-distance" else "subgroup"}
+    _mine(loaded, tmp_path / "store", **kw)
+    nodes = loaded.read_table("MATCH (p:Patent) RETURN p.id AS id, elementId(p) AS node",
+                              {"id": pl.String, "node": pl.String})
+    ordered = mining.store_order(nodes)["id"].to_list()
+    assert ordered != sorted(ordered)  # the test graph's store order is not id order
+    monkeypatch.setattr(mining, "store_order", lambda anchors: anchors.sort("id"))
+    _mine(loaded, tmp_path / "ids", **kw)
+    for f in ("train.parquet", "dev.parquet", "test.parquet"):
+        assert (tmp_path / "store" / f).read_bytes() == (tmp_path / "ids" / f).read_bytes(), f
