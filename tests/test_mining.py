@@ -321,8 +321,9 @@ def test_explain_every_query(graph: Graph) -> None:
         for statement in q.statements():
             if q.name == "schema":
                 continue  # schema commands cannot be EXPLAINed; applied by every import test
-            params = {p.name: ([] if p.type.startswith("List") else ("group" if p.name == "level" else 3))
-                      for p in q.params}
+            params: dict[str, Any] = {
+                p.name: ([] if p.type.startswith("List") else ("group" if p.name == "level" else 3))
+                for p in q.params}
             graph.read("EXPLAIN " + statement, params)
 
 
