@@ -340,7 +340,8 @@ def test_cli_list_and_show() -> None:
 @pytest.mark.parametrize("strategy", ["citation-cpc", "cpc-siblings", "cpc-distance", "random"])
 def test_batches_in_store_order_give_the_rows_of_id_order(loaded: Graph, tmp_path: Path, strategy: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Anchors are batched in store (CPC) order for speed; an anchor's row does not depend on its batch."""
+    """Anchors are batched in store (CPC) order for speed, and for cpc-distance above the subgroup level by
+    their positive's CPC symbol: an anchor's row does not depend on its batch."""
     import patentminer.cypher.mining as mining
 
     kw: dict[str, Any] = {"limit_anchors": 300, "strategy": strategy,
@@ -351,6 +352,7 @@ def test_batches_in_store_order_give_the_rows_of_id_order(loaded: Graph, tmp_pat
     ordered = mining.store_order(nodes)["id"].to_list()
     assert ordered != sorted(ordered)  # the test graph's store order is not id order
     monkeypatch.setattr(mining, "store_order", lambda anchors: anchors.sort("id"))
+    monkeypatch.setattr(mining, "positive_order", lambda graph, ids, pos_mul, workers: ids)
     _mine(loaded, tmp_path / "ids", **kw)
     for f in ("train.parquet", "dev.parquet", "test.parquet"):
         assert (tmp_path / "store" / f).read_bytes() == (tmp_path / "ids" / f).read_bytes(), f
