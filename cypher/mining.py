@@ -3,8 +3,8 @@
 Anchors are split by grant date (no leakage: a test anchor is never a train anchor),
 processed in batches of ids (``UNWIND $ids``, never SKIP/LIMIT), in parallel sessions,
 batches cut in an order that keeps CPC neighbours together (``store_order``,
-``positive_order``; an anchor's row does not depend on its batch), each batch written as its own Parquet part so that an interrupted run resumes where it
-stopped. Sampling is decided by the seed: queries order candidates by a seeded
+``positive_order``; an anchor's row does not depend on its batch), each batch written
+as its own Parquet part so that an interrupted run resumes where it stopped. Sampling is decided by the seed: queries order candidates by a seeded
 permutation of each patent's integer key ``rk``; random candidates come from NumPy's
 seeded generator. ``dataset.json`` is written last; without it a run is unfinished.
 
@@ -151,7 +151,7 @@ def store_order(anchors: pl.DataFrame) -> pl.DataFrame:
     then by id; the batches are cut from this order.
 
     The ETL writes patents in CPC order and the import keeps file order, so neighbours in this
-    order share CPC branches: citation-cpc mines 1.5x, cpc-siblings 2.9x faster on the 1M graph
+    order share CPC branches: cpc-siblings mines 2.6-2.8x, citation-cpc ~1.1x faster on the 1M graph
     than with batches in id order (benchmarks/RESULTS.md). An elementId without that number (another
     Neo4j) only costs the speed: which rows an anchor gets does not depend on its batch.
     """
