@@ -6,7 +6,8 @@ batches cut in an order that keeps CPC neighbours together (``store_order``,
 ``positive_order``; an anchor's row does not depend on its batch), each batch written
 as its own Parquet part so that an interrupted run resumes where it stopped. Sampling is
 decided by the seed: queries order candidates by a seeded permutation of each patent's
-integer key ``rk``; random candidates come from NumPy's seeded generator. ``dataset.json`` is written last; without it a run is unfinished.
+integer key ``rk``; random candidates come from NumPy's seeded generator. ``dataset.json``
+is written last; without it a run is unfinished.
 
 Example::
 
