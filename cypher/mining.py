@@ -201,10 +201,13 @@ class _Candidates:
 
 
 def mine(graph: Graph, out_dir: Path, options: MineOptions,
-         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+         progress: Callable[[int, int], None] | None = None,
+         stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Mine ``options.strategy`` into ``out_dir``; returns the dataset description (dataset.json).
 
-    ``progress(done, total)`` is called after every batch.
+    ``progress(done, total)`` is called after every batch, ``stage(what)`` when a phase starts
+    (listing anchors, ordering them, mining, writing the files): the phases before and after the
+    batches take minutes on a full-size graph.
     """
     options.validate()
     query = resolve_strategy(options.strategy)
@@ -234,6 +237,8 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
         stale.unlink()
     state.write_text(json.dumps(fingerprint, indent=2))
 
+    say = stage or (lambda _what: None)
+    say("listing anchors")
     t0 = time.monotonic()
     graph_counts = check_graph(graph)
     table = graph.read_table(Registry.load().latest("anchors").body,
@@ -253,6 +258,7 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
     if query.name == "random":
         params.pop("neg_mul")
     if query.name == "cpc-distance" and options.level in _POSITIVE_ORDER_LEVELS:
+        say(f"ordering {len(ids):,} anchors by their positive's CPC symbol")
         t0 = time.monotonic()
         ids = positive_order(graph, ids, params["pos_mul"], options.workers)
         timings["order"] = round(time.monotonic() - t0, 2)
@@ -276,6 +282,7 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
         df.write_parquet(tmp)
         tmp.replace(target)
 
+    say(f"mining {query.ref}")
     t0 = time.monotonic()
     finished = len(batches) - len(todo)
     if progress:
@@ -296,6 +303,7 @@ def mine(graph: Graph, out_dir: Path, options: MineOptions,
             raise
     timings["mine"] = round(time.monotonic() - t0, 2)
 
+    say("writing splits and eval files")
     t0 = time.monotonic()
     result = _assemble(graph, out_dir, parts, anchors, options, test_from)
     timings["assemble"] = round(time.monotonic() - t0, 2)

@@ -517,10 +517,14 @@ def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from:
             bar.n = done
             bar.refresh()
 
+    def stage(what: str) -> None:
+        if bar is not None:
+            bar.set_description_str(what)
+
     with user_errors():
         try:
             with Graph.connect() as graph:
-                info = mine(graph, out_dir, options, progress=progress)
+                info = mine(graph, out_dir, options, progress=progress, stage=stage)
         finally:
             if bar is not None:
                 bar.close()
