@@ -368,10 +368,13 @@ def _spill_abstracts(a: Table, ranked: pl.DataFrame, spill: _RankSpill, counts: 
                 bad_parts.append(bad.select(ROW, REASON, "patent_id"))
             good = b.filter(pl.col(REASON).is_null()).select(pl.col("patent_id").alias("id"), "abstract")
             ids.append(good["id"])
-            good = good.unique(subset="id", keep="first", maintain_order=True)
             joined = good.join(indexed, on="id", how="inner", maintain_order="left")
             pos = joined["__pos"].to_numpy()
-            fresh = ~matched[pos]
+            # First row of each id within the batch (a sort of the kept positions, cheaper than a
+            # unique over the id strings), and only if no earlier batch had that id.
+            fresh = np.zeros(pos.size, dtype=bool)
+            fresh[np.unique(pos, return_index=True)[1]] = True
+            fresh &= ~matched[pos]
             matched[pos] = True
             spill.add(joined.filter(pl.Series(fresh)).select("id", "abstract", "__rank"))
         return n, bad_parts, ids

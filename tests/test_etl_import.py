@@ -201,6 +201,30 @@ def test_legacy_layout_zip_gives_same_csvs(etl_out: tuple[Path, dict[str, Any]],
         assert (tmp_path / "out" / f).read_bytes() == (out / f).read_bytes(), f
 
 
+def test_first_abstract_row_of_an_id_wins(etl_out: tuple[Path, dict[str, Any]], source: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated ids in g_patent_abstract, in one batch and across batches: the first row's text is kept."""
+    out, manifest = etl_out
+    ids = pl.read_csv(out / "patents.csv", has_header=False, new_columns=convert._PATENT_COLUMNS,
+                      infer_schema=False)["id"]
+    early, late = ids[10], ids[20]
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    path = src / "g_patent_abstract.tsv"
+    head, body = path.read_bytes().split(b"\n", 1)
+    extra = f'"{early}"\t"EARLY FIRST"\n"{early}"\t"EARLY SECOND"\n'.encode()
+    path.write_bytes(head + b"\n" + extra + body + f'"{late}"\t"LATE REPEAT"\n'.encode())
+    monkeypatch.setattr(convert, "_TEXT_BATCH", 50)
+    m = run_etl(src, tmp_path / "out", EtlOptions())
+    got = pl.read_csv(tmp_path / "out" / "patents.csv", has_header=False, new_columns=convert._PATENT_COLUMNS,
+                      infer_schema=False)
+    want = pl.read_csv(out / "patents.csv", has_header=False, new_columns=convert._PATENT_COLUMNS,
+                       infer_schema=False)
+    assert got.filter(pl.col("id") == early)["abstract"].to_list() == ["EARLY FIRST"]
+    assert got.filter(pl.col("id") != early).equals(want.filter(pl.col("id") != early))
+    assert m["counts"]["abstracts"]["duplicate_id"] == manifest["counts"]["abstracts"]["duplicate_id"] + 3
+
+
 def test_ungrouped_tables_give_the_same_relationships(etl_out: tuple[Path, dict[str, Any]], source: Path,
                                                     tmp_path: Path) -> None:
     """Rows of one patent scattered through the file: repeated pairs are still collapsed exactly."""
