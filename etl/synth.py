@@ -22,7 +22,6 @@ import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -104,19 +103,53 @@ def _clean_words(title: str) -> list[str]:
     return [w for w in re.findall(r"[A-Za-z][A-Za-z-]+", title.lower()) if w not in _STOP and len(w) > 2]
 
 
-def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Write g_patent, g_patent_abstract, g_us_patent_citation, g_cpc_current, g_cpc_title.
+#: Patents generated (and held) at a time: memory is one chunk plus a few integers per patent.
+_CHUNK = 200_000
+_PREFIX = {0: "", 1: "D", 2: "PP", 3: "RE"}
+_TYPE_NAME = {0: "utility", 1: "design", 2: "plant", 3: "reissue"}
+_WIPO_KIND = {0: "B2", 1: "S1", 2: "P2", 3: "E"}
+_FIRST_NUMBER = {0: 3930271, 1: 238000, 2: 3987, 3: 28671}
+_START = np.datetime64("1976-01-06", "D")
 
-    Returns a summary with the rows written and the quirks injected per table.
-    Files are written under a temporary name and renamed when complete.
-    """
-    config.validate()
-    say = progress or (lambda _msg: None)
-    rng = np.random.default_rng(config.seed)
-    scheme = CpcScheme.load()
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+@dataclass(frozen=True)
+class _World:
+    """What every chunk draws from: the topics and their words, and a few integers per patent."""
+
+    topics: list[str]
+    topic_sub: np.ndarray
+    chosen_subs: list[str]
+    by_sub: dict[str, list[str]]
+    vocab: list[list[str]]
+    group_vocab: list[list[str]]
+    sub_vocab: dict[str, list[str]]
+    facet_vocab: list[list[list[str]]]
+    ptopic: np.ndarray
+    ptype: np.ndarray
+    pfacet: np.ndarray
+    number: np.ndarray  # the id's digits
+    week: np.ndarray  # grant date = _START + 7 * week
+    k: np.ndarray  # citations drawn per patent
+    # Patents sorted by topic (and by topic facet), for drawing earlier patents of a neighbourhood.
+    order: np.ndarray
+    t_start: np.ndarray
+    rank: np.ndarray
+    keys: np.ndarray
+    order_f: np.ndarray
+    g_start: np.ndarray
+    rank_f: np.ndarray
+    subs_of_topics: list[np.ndarray]
+
+    def ids(self, j: np.ndarray) -> pl.Series:
+        prefix = pl.Series(self.ptype[j]).replace_strict(_PREFIX, return_dtype=pl.String)
+        return prefix + pl.Series(self.number[j]).cast(pl.String)
+
+    def dates(self, j: np.ndarray) -> pl.Series:
+        return pl.Series(_START + 7 * self.week[j].astype("timedelta64[D]"))
+
+
+def _world(config: SynthConfig, scheme: CpcScheme, rng: np.random.Generator) -> _World:
     n = config.patents
-
     # -- topics: a Zipf-weighted subset of real CPC groups, clustered by subclass --------------
     subclasses = sorted({split_symbol(t)[2] for t in scheme.topics})
     sub_order = rng.permutation(len(subclasses))
@@ -148,19 +181,13 @@ def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | 
     tw = 1.0 / np.arange(1, n_topics + 1) ** 0.6
     ptopic = rng.choice(n_topics, size=n, p=tw / tw.sum())
     ptype = rng.choice(4, size=n, p=[0.93, 0.05, 0.01, 0.01])  # utility, design, plant, reissue
-    start = date(1976, 1, 6)
     weeks = (2024 - 1976) * 52
     week = (np.arange(n) * weeks) // n
-    dates = [start + timedelta(days=7 * int(w)) for w in week]
-    counters = {0: 3930271, 1: 238000, 2: 3987, 3: 28671}
-    prefix = {0: "", 1: "D", 2: "PP", 3: "RE"}
-    type_name = {0: "utility", 1: "design", 2: "plant", 3: "reissue"}
-    ids: list[str] = []
-    for pt in ptype.tolist():
-        ids.append(f"{prefix[pt]}{counters[pt]}")
-        counters[pt] += 1
+    number = np.empty(n, dtype=np.int64)
+    for pt, first in _FIRST_NUMBER.items():
+        of_type = np.flatnonzero(ptype == pt)
+        number[of_type] = first + np.arange(of_type.size)
 
-    say(f"texts for {n:,} patents")
     vocab = [_clean_words(scheme.titles.get(sym, "")) or ["device"] for sym in topics]
     group_vocab = [_clean_words(scheme.titles.get(g, "")) or ["apparatus"] for g in topic_group]
     sub_vocab = {s: _clean_words(scheme.titles.get(s, "")) or ["system"] for s in chosen_subs}
@@ -176,14 +203,40 @@ def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | 
         facet_vocab.append([[w for w in _clean_words(scheme.titles.get(pool[int(j)], "")) if w not in own]
                             or group_vocab[t] for j in picks])
     pfacet = rng.integers(0, _FACETS, size=n)
+
+    mean = config.citations_per_patent
+    # Sampling within small neighbourhoods repeats pairs, which are collapsed below; 1.7x makes up for it.
+    k = np.floor(np.exp(rng.normal(np.log(mean * 1.7) - 0.45, 0.95, size=n))).astype(np.int64)
+    k = np.where(ptype == 1, k // 3, k)
+    k = np.minimum(k, 250)
+    k[0] = 0
+    order = np.lexsort((np.arange(n), ptopic))
+    t_sorted = ptopic[order]
+    t_start = np.searchsorted(t_sorted, np.arange(n_topics))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - t_start[ptopic[order]]
+    keys = t_sorted.astype(np.int64) * n + order
+    group = ptopic.astype(np.int64) * _FACETS + pfacet
+    order_f = np.lexsort((np.arange(n), group))
+    g_sorted = group[order_f]
+    g_start = np.searchsorted(g_sorted, np.arange(n_topics * _FACETS))
+    rank_f = np.empty(n, dtype=np.int64)
+    rank_f[order_f] = np.arange(n) - g_start[group[order_f]]
+    subs_of_topics = [np.flatnonzero(topic_sub == s) for s in range(n_sub)]
+    return _World(topics, topic_sub, chosen_subs, by_sub, vocab, group_vocab, sub_vocab, facet_vocab, ptopic,
+                  ptype, pfacet, number, week, k, order, t_start, rank, keys, order_f, g_start, rank_f,
+                  subs_of_topics)
+
+
+def _texts(w: _World, a: int, b: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
     titles: list[str] = []
     abstracts: list[str] = []
-    r_words = rng.random((n, 32))
-    for i in range(n):
-        t = int(ptopic[i])
-        v, gv, sv = vocab[t], group_vocab[t], sub_vocab[chosen_subs[topic_sub[t]]]
-        fv = facet_vocab[t][int(pfacet[i])]
-        r = r_words[i]
+    r_words = rng.random((b - a, 32))
+    for i in range(a, b):
+        t = int(w.ptopic[i])
+        v, gv, sv = w.vocab[t], w.group_vocab[t], w.sub_vocab[w.chosen_subs[w.topic_sub[t]]]
+        fv = w.facet_vocab[t][int(w.pfacet[i])]
+        r = r_words[i - a]
 
         def pick(words: list[str], k: int, off: int, r: np.ndarray = r) -> str:
             return " ".join(words[int(r[off + j] * len(words))] for j in range(k))
@@ -196,13 +249,19 @@ def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | 
             f"{pick(v, 1, 13)} provides {pick(gv, 2, 16)} and {pick(sv, 2, 18)}. Further {pick(fv, 2, 28)} "
             f"{pick(v, 2, 20)} {pick(gv, 2, 22)}."
         )
+    return titles, abstracts
 
+
+def _patent_chunk(w: _World, a: int, b: int, rng: np.random.Generator, config: SynthConfig,
+                  quirks: dict[str, int]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(g_patent rows, g_patent_abstract rows, duplicated g_patent rows for the end of the file)."""
+    n = b - a
+    titles, abstracts = _texts(w, a, b, rng)
     withdrawn = np.zeros(n, dtype=np.int8)
-    quirks: dict[str, int] = {}
     if config.quirks:
-        w = rng.choice(n, size=max(2, n // 300), replace=False)
-        withdrawn[w] = 1
-        quirks["withdrawn"] = len(w)
+        wd = rng.choice(n, size=max(2, n // 300), replace=False)
+        withdrawn[wd] = 1
+        _count(quirks, "withdrawn", len(wd))
         for key, sel, fn in (
             ("title_with_tab", rng.choice(n, max(1, n // 500), replace=False),
              lambda s: s.replace(" ", "\t", 1)),
@@ -214,213 +273,267 @@ def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | 
              lambda s: s.replace(" is ", f" caf{_BAD_BYTE_MARK} is ", 1)),
         ):
             for i in sel.tolist():
-                abstracts[i] = fn(abstracts[i]) if key != "title_with_tab" else abstracts[i]
                 if key == "title_with_tab":
                     titles[i] = fn(titles[i])
-            quirks[key] = len(sel)
-
-    # -- citations: earlier patents, mostly in the same CPC neighbourhood ---------------------
-    say("citations")
-    mean = config.citations_per_patent
-    # Sampling within small neighbourhoods repeats pairs, which are collapsed below; 1.7x makes up for it.
-    k = np.floor(np.exp(rng.normal(np.log(mean * 1.7) - 0.45, 0.95, size=n))).astype(np.int64)
-    k = np.where(ptype == 1, k // 3, k)
-    k = np.minimum(k, 250)
-    k[0] = 0
-    src = np.repeat(np.arange(n), k)
-    m = len(src)
-    order = np.lexsort((np.arange(n), ptopic))
-    t_sorted = ptopic[order]
-    t_start = np.searchsorted(t_sorted, np.arange(n_topics))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - t_start[ptopic[order]]
-    keys = t_sorted.astype(np.int64) * n + order
-    u = rng.random(m)
-    kind = rng.random(m)
-    dst = np.floor(src * u).astype(np.int64)  # any earlier patent
-    same = kind < 0.65
-    r_same = rank[src[same]]
-    has = r_same > 0
-    pos = t_start[ptopic[src[same]]] + np.floor(r_same * rng.random(len(r_same)) ** 1.6).astype(np.int64)
-    dst_same = np.where(has, order[np.minimum(pos, n - 1)], dst[same])
-    # Three in four of these stay within the citing patent's facet when it has an earlier patent there.
-    group = ptopic.astype(np.int64) * _FACETS + pfacet
-    order_f = np.lexsort((np.arange(n), group))
-    g_sorted = group[order_f]
-    g_start = np.searchsorted(g_sorted, np.arange(n_topics * _FACETS))
-    rank_f = np.empty(n, dtype=np.int64)
-    rank_f[order_f] = np.arange(n) - g_start[group[order_f]]
-    s_same = src[same]
-    r_f = rank_f[s_same]
-    facet_ok = (r_f > 0) & (rng.random(len(s_same)) < 0.75)
-    pos_f = g_start[group[s_same]] + np.floor(r_f * rng.random(len(s_same)) ** 2.2).astype(np.int64)
-    dst_same = np.where(facet_ok, order_f[np.minimum(pos_f, n - 1)], dst_same)
-    dst[same] = dst_same
-    near = (kind >= 0.65) & (kind < 0.85)
-    if near.any():
-        s_near = src[near]
-        subs_of_topics = [np.flatnonzero(topic_sub == s) for s in range(n_sub)]
-        other = np.array([subs_of_topics[topic_sub[ptopic[x]]][j % len(subs_of_topics[topic_sub[ptopic[x]]])]
-                          for x, j in zip(s_near.tolist(), rng.integers(0, 1 << 30, len(s_near)).tolist(),
-                                          strict=True)])
-        cnt = np.searchsorted(keys, other.astype(np.int64) * n + s_near) - t_start[other]
-        pos = t_start[other] + np.floor(cnt * rng.random(len(cnt))).astype(np.int64)
-        dst[near] = np.where(cnt > 0, order[np.minimum(pos, n - 1)], dst[near])
-    seq = np.arange(m) - np.repeat(np.cumsum(k) - k, k)
-    cited = [ids[j] for j in dst.tolist()]
-    citing = [ids[j] for j in src.tolist()]
-    cite_dates = [f"{dates[j].year:04d}-{dates[j].month:02d}-01" for j in dst.tolist()]
-    cats = [_CATEGORIES[c] for c in rng.choice(3, size=m, p=[0.55, 0.4, 0.05]).tolist()]
-    names = [f"{_SURNAMES[a]}{' et al.' if b else ''}"
-             for a, b in zip(rng.integers(0, len(_SURNAMES), m).tolist(), (rng.random(m) < 0.4).tolist(),
-                             strict=True)]
-    kinds = ["A" if dates[j].year < 2001 else "B2" for j in dst.tolist()]
-    if config.quirks and m:
-        dangling = rng.choice(m, size=max(1, m // 50), replace=False)
-        for i in dangling.tolist():
-            cited[i] = str(1_000_000 + int(rng.integers(0, 2_900_000)))
-            cite_dates[i] = f"19{int(rng.integers(20, 75))}-{int(rng.integers(1, 13)):02d}-01"
-        selfc = rng.choice(m, size=max(1, m // 2000), replace=False)
-        for i in selfc.tolist():
-            cited[i] = citing[i]
-        baddate = rng.choice(m, size=max(1, m // 300), replace=False)
-        for i in baddate.tolist():
-            cite_dates[i] = ("1995-00-00", "0000-00-00", "", "1987-13-01", "2003-06")[i % 5]
-        quirks.update(citation_dangling=len(dangling), citation_self=len(selfc), citation_bad_date=len(baddate))
-    cit = pl.DataFrame({
-        "__src": src, "patent_id": citing, "citation_sequence": seq, "citation_patent_id": cited,
-        "citation_date": cite_dates, "record_name": names, "wipo_kind": kinds, "citation_category": cats,
-    })
-    # Repeated (citing, cited) pairs in the real dump are rare; sampling makes many, so keep one each.
-    cit = cit.unique(subset=["patent_id", "citation_patent_id"], keep="first", maintain_order=True)
-    cit = cit.with_columns(
-        (pl.int_range(pl.len()).over("__src")).alias("citation_sequence")).drop("__src")
-    if config.quirks and m:
-        dup = cit.sample(n=max(1, m // 1000), seed=config.seed, shuffle=False).with_columns(
-            pl.col("citation_sequence") + 1000)
-        cit = pl.concat([cit, dup]).sort("patent_id", maintain_order=True)
-        quirks["citation_repeated_pair"] = dup.height
-
-    # -- CPC assignments -----------------------------------------------------------------------
-    say("CPC assignments")
-    extra = rng.choice(5, size=n, p=[0.3, 0.3, 0.2, 0.12, 0.08])
-    cpc_pid: list[str] = []
-    cpc_seq: list[int] = []
-    cpc_sym: list[str] = []
-    cpc_type: list[str] = []
-    r_extra = rng.random((n, 8))
-    for i in range(n):
-        t = int(ptopic[i])
-        syms = [topics[t]]
-        s_topics = by_sub[topics[t][:4]]
-        for j in range(int(extra[i])):
-            r = r_extra[i, j]
-            if r < 0.5:
-                cand = [x for x in s_topics[:200] if x.split("/")[0] == topics[t].split("/")[0]] or s_topics
-            elif r < 0.8:
-                cand = s_topics
-            else:
-                cand = topics
-            sym = cand[int(r_extra[i, j + 4] * len(cand))]
-            if sym not in syms:
-                syms.append(sym)
-        for j, sym in enumerate(syms):
-            cpc_pid.append(ids[i])
-            cpc_seq.append(j)
-            cpc_sym.append(sym)
-            cpc_type.append("inventional" if j == 0 or (j == 1 and r_extra[i, 7] < 0.3) else "additional")
-    cpc = pl.DataFrame({"patent_id": cpc_pid, "cpc_sequence": cpc_seq, "cpc_group": cpc_sym,
-                        "cpc_type": cpc_type}).with_columns(
-        cpc_section=pl.col("cpc_group").str.slice(0, 1), cpc_class=pl.col("cpc_group").str.slice(0, 3),
-        cpc_subclass=pl.col("cpc_group").str.slice(0, 4),
-    ).select("patent_id", "cpc_sequence", "cpc_section", "cpc_class", "cpc_subclass", "cpc_group", "cpc_type")
-    if config.quirks:
-        dup = cpc.sample(n=max(1, cpc.height // 1000), seed=config.seed + 1)
-        ghost = cpc.head(max(1, n // 1000)).with_columns(pl.lit("9999999").alias("patent_id"))
-        # PatentsView keeps a patent's rows together (sorted by patent_id); so do we.
-        cpc = pl.concat([cpc, dup, ghost]).sort("patent_id", maintain_order=True)
-        quirks.update(cpc_repeated_pair=dup.height, cpc_unknown_patent=ghost.height)
-
-    # -- tables --------------------------------------------------------------------------------
-    say("writing files")
+                else:
+                    abstracts[i] = fn(abstracts[i])
+            _count(quirks, key, len(sel))
+    j = np.arange(a, b)
+    ids = w.ids(j)
+    pt = pl.Series(w.ptype[j])
+    dates = w.dates(j)
     patent = pl.DataFrame({
-        "patent_id": ids, "patent_type": [type_name[pt] for pt in ptype.tolist()],
-        "patent_date": [d.isoformat() for d in dates], "patent_title": titles,
-        "wipo_kind": [("B2", "S1", "P2", "E")[pt] for pt in ptype.tolist()],
+        "patent_id": ids, "patent_type": pt.replace_strict(_TYPE_NAME, return_dtype=pl.String),
+        "patent_date": dates.dt.strftime("%Y-%m-%d"), "patent_title": titles,
+        "wipo_kind": pt.replace_strict(_WIPO_KIND, return_dtype=pl.String),
         "num_claims": rng.integers(1, 40, n), "withdrawn": withdrawn,
-        "filename": [f"ipg{d.strftime('%y%m%d')}.xml" for d in dates],
+        "filename": dates.dt.strftime("ipg%y%m%d.xml"),
     })
     abstract = pl.DataFrame({"patent_id": ids, "patent_abstract": abstracts})
+    dups = patent.clear()
     if config.quirks:
-        dups = patent.sample(n=max(1, n // 2000), seed=config.seed + 2).with_columns(
+        dups = patent.sample(n=max(1, n // 2000), seed=int(rng.integers(1 << 31))).with_columns(
             pl.lit("DUPLICATE ROW: must lose to the first").alias("patent_title"))
-        patent = pl.concat([patent, dups])
-        quirks["patent_duplicate_id"] = dups.height
+        _count(quirks, "patent_duplicate_id", dups.height)
     if config.layout == "legacy":
         patent = patent.join(abstract, on="patent_id", how="left", maintain_order="left").select(
             "patent_id", "patent_type", "patent_date", "patent_title", "patent_abstract", "wipo_kind",
             "num_claims", "withdrawn", "filename")
+        dups = dups.join(abstract, on="patent_id", how="left", maintain_order="left").select(patent.columns)
+    return patent, abstract, dups
 
-    malformed: dict[str, list[bytes]] = {}
+
+def _citation_chunk(w: _World, a: int, b: int, rng: np.random.Generator, config: SynthConfig,
+                    quirks: dict[str, int]) -> pl.DataFrame:
+    """Citations of patents a..b-1: earlier patents, mostly in the same CPC neighbourhood."""
+    n = w.ptopic.size
+    src = np.repeat(np.arange(a, b), w.k[a:b])
+    m = len(src)
+    u = rng.random(m)
+    kind = rng.random(m)
+    dst = np.floor(src * u).astype(np.int64)  # any earlier patent
+    same = kind < 0.65
+    r_same = w.rank[src[same]]
+    has = r_same > 0
+    pos = w.t_start[w.ptopic[src[same]]] + np.floor(r_same * rng.random(len(r_same)) ** 1.6).astype(np.int64)
+    dst_same = np.where(has, w.order[np.minimum(pos, n - 1)], dst[same])
+    # Three in four of these stay within the citing patent's facet when it has an earlier patent there.
+    s_same = src[same]
+    group = w.ptopic[s_same].astype(np.int64) * _FACETS + w.pfacet[s_same]
+    r_f = w.rank_f[s_same]
+    facet_ok = (r_f > 0) & (rng.random(len(s_same)) < 0.75)
+    pos_f = w.g_start[group] + np.floor(r_f * rng.random(len(s_same)) ** 2.2).astype(np.int64)
+    dst_same = np.where(facet_ok, w.order_f[np.minimum(pos_f, n - 1)], dst_same)
+    dst[same] = dst_same
+    near = (kind >= 0.65) & (kind < 0.85)
+    if near.any():
+        s_near = src[near]
+        sub_topics = [w.subs_of_topics[w.topic_sub[w.ptopic[x]]] for x in s_near.tolist()]
+        other = np.array([st[j % len(st)] for st, j in zip(sub_topics, rng.integers(0, 1 << 30, len(s_near)).tolist(),
+                                                           strict=True)])
+        cnt = np.searchsorted(w.keys, other.astype(np.int64) * n + s_near) - w.t_start[other]
+        pos = w.t_start[other] + np.floor(cnt * rng.random(len(cnt))).astype(np.int64)
+        dst[near] = np.where(cnt > 0, w.order[np.minimum(pos, n - 1)], dst[near])
+    cited_dates = w.dates(dst)
+    cit = pl.DataFrame({
+        "__src": src, "patent_id": w.ids(src), "citation_sequence": np.zeros(m, dtype=np.int64),
+        "citation_patent_id": w.ids(dst), "citation_date": cited_dates.dt.strftime("%Y-%m-01"),
+        "record_name": pl.Series(np.array(_SURNAMES)[rng.integers(0, len(_SURNAMES), m)]),
+        "__et_al": rng.random(m) < 0.4,
+        "wipo_kind": pl.Series(np.where(cited_dates.dt.year().to_numpy() < 2001, "A", "B2")),
+        "citation_category": pl.Series(np.array(_CATEGORIES)[rng.choice(3, size=m, p=[0.55, 0.4, 0.05])]),
+    }).with_columns(
+        pl.when(pl.col("__et_al")).then(pl.col("record_name") + " et al.").otherwise(pl.col("record_name"))
+    ).drop("__et_al")
+    if config.quirks and m:
+        dangling = np.sort(rng.choice(m, size=max(1, m // 50), replace=False))
+        numbers = 1_000_000 + rng.integers(0, 2_900_000, dangling.size)
+        years = rng.integers(20, 75, dangling.size)
+        months = rng.integers(1, 13, dangling.size)
+        selfc = np.sort(rng.choice(m, size=max(1, m // 2000), replace=False))
+        baddate = np.sort(rng.choice(m, size=max(1, m // 300), replace=False))
+        bad_values = np.array(["1995-00-00", "0000-00-00", "", "1987-13-01", "2003-06"])[baddate % 5]
+        cited = cit["citation_patent_id"].scatter(dangling, pl.Series(numbers).cast(pl.String))
+        cited = cited.scatter(selfc, cit["patent_id"].gather(selfc))
+        dates = cit["citation_date"].scatter(
+            dangling, pl.Series([f"19{y}-{mo:02d}-01" for y, mo in zip(years.tolist(), months.tolist(), strict=True)]))
+        dates = dates.scatter(baddate, pl.Series(bad_values))
+        cit = cit.with_columns(citation_patent_id=cited, citation_date=dates)
+        _count(quirks, "citation_dangling", dangling.size)
+        _count(quirks, "citation_self", selfc.size)
+        _count(quirks, "citation_bad_date", baddate.size)
+    # Repeated (citing, cited) pairs in the real dump are rare; sampling makes many, so keep one each.
+    cit = cit.unique(subset=["patent_id", "citation_patent_id"], keep="first", maintain_order=True)
+    cit = cit.with_columns(pl.int_range(pl.len()).over("__src").alias("citation_sequence")).drop("__src")
+    if config.quirks and m:
+        dup = cit.sample(n=max(1, m // 1000), seed=int(rng.integers(1 << 31)), shuffle=False).with_columns(
+            pl.col("citation_sequence") + 1000)
+        cit = pl.concat([cit, dup])
+        _count(quirks, "citation_repeated_pair", dup.height)
+    # PatentsView keeps a patent's rows together (sorted by patent_id); so do we, within a chunk.
+    return cit.sort("patent_id", maintain_order=True)
+
+
+def _cpc_chunk(w: _World, a: int, b: int, rng: np.random.Generator, config: SynthConfig, ghosts: int,
+               quirks: dict[str, int]) -> pl.DataFrame:
+    n = b - a
+    extra = rng.choice(5, size=n, p=[0.3, 0.3, 0.2, 0.12, 0.08])
+    cpc_pid: list[int] = []
+    cpc_seq: list[int] = []
+    cpc_sym: list[str] = []
+    cpc_type: list[str] = []
+    r_extra = rng.random((n, 8))
+    for i in range(a, b):
+        t = int(w.ptopic[i])
+        topic = w.topics[t]
+        syms = [topic]
+        s_topics = w.by_sub[topic[:4]]
+        for j in range(int(extra[i - a])):
+            r = r_extra[i - a, j]
+            if r < 0.5:
+                cand = [x for x in s_topics[:200] if x.split("/")[0] == topic.split("/")[0]] or s_topics
+            elif r < 0.8:
+                cand = s_topics
+            else:
+                cand = w.topics
+            sym = cand[int(r_extra[i - a, j + 4] * len(cand))]
+            if sym not in syms:
+                syms.append(sym)
+        for j, sym in enumerate(syms):
+            cpc_pid.append(i)
+            cpc_seq.append(j)
+            cpc_sym.append(sym)
+            cpc_type.append("inventional" if j == 0 or (j == 1 and r_extra[i - a, 7] < 0.3) else "additional")
+    cpc = pl.DataFrame({"patent_id": w.ids(np.array(cpc_pid, dtype=np.int64)), "cpc_sequence": cpc_seq,
+                        "cpc_group": cpc_sym, "cpc_type": cpc_type}).with_columns(
+        cpc_section=pl.col("cpc_group").str.slice(0, 1), cpc_class=pl.col("cpc_group").str.slice(0, 3),
+        cpc_subclass=pl.col("cpc_group").str.slice(0, 4),
+    ).select("patent_id", "cpc_sequence", "cpc_section", "cpc_class", "cpc_subclass", "cpc_group", "cpc_type")
     if config.quirks:
-        malformed = {
-            "g_patent": [b'"9000001"\t"utility"\t"2001-01-02"\t"Truncated row"\n',
-                         b'"9000002"\t"utility"\t"2001-01-02"\t"Bad claims"\t' +
-                         (b'"x"\t' if config.layout == "legacy" else b"") + b'"B2"\t12a\t0\t"ipg010102.xml"\n',
-                         b'""\t"utility"\t"2001-01-02"\t"Missing id"\t' +
-                         (b'"x"\t' if config.layout == "legacy" else b"") + b'"B2"\t3\t0\t"ipg010102.xml"\n'],
-            "g_us_patent_citation": [b'"4000000"\t0\t"3999999"\n', b'"4000001"\tx\t"3999999"\t"1990-01-01"\t'
-                                     b'"Smith"\t"A"\t"cited by examiner"\n'],
-            "g_cpc_current": [b'"4000002"\t0\t"H"\n'],
-        }
+        dup = cpc.sample(n=max(1, cpc.height // 1000), seed=int(rng.integers(1 << 31)))
+        ghost = cpc.head(ghosts).with_columns(pl.lit("9999999").alias("patent_id"))
+        cpc = pl.concat([cpc, dup, ghost])
+        _count(quirks, "cpc_repeated_pair", dup.height)
+        _count(quirks, "cpc_unknown_patent", ghost.height)
+    return cpc.sort("patent_id", maintain_order=True)
+
+
+def _count(quirks: dict[str, int], key: str, n: int) -> None:
+    quirks[key] = quirks.get(key, 0) + n
+
+
+def synth(out_dir: Path, config: SynthConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write g_patent, g_patent_abstract, g_us_patent_citation, g_cpc_current, g_cpc_title.
+
+    Patents are generated and written 200,000 at a time (each chunk with its own seeded
+    generator), so memory does not grow with ``config.patents``. Returns a summary with the
+    rows written and the quirks injected per table. Files are written under a temporary
+    name and renamed when all are complete.
+    """
+    config.validate()
+    say = progress or (lambda _msg: None)
+    rng = np.random.default_rng(config.seed)
+    scheme = CpcScheme.load()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = config.patents
+    w = _world(config, scheme, rng)
+    quirks: dict[str, int] = {}
+    malformed = _malformed(config) if config.quirks else {}
+    if malformed:
         quirks["malformed_rows"] = sum(len(v) for v in malformed.values())
-    written: dict[str, int] = {}
-    tables: list[tuple[str, pl.DataFrame]] = [("g_patent", patent), ("g_us_patent_citation", cit),
-                                              ("g_cpc_current", cpc)]
+    names = ["g_patent", "g_us_patent_citation", "g_cpc_current", "g_cpc_title"]
     if config.layout == "current":
-        tables.insert(1, ("g_patent_abstract", abstract))
-    used = sorted(set(cpc_sym))
-    title_rows = pl.DataFrame({"cpc_group": used}).with_columns(
+        names.insert(1, "g_patent_abstract")
+    writers = {name: _TableWriter(out_dir, name, config.zip, malformed.get(name, [])) for name in names}
+    dups: list[pl.DataFrame] = []
+    used: set[str] = set()
+    try:
+        for c, a in enumerate(range(0, n, _CHUNK)):
+            b = min(n, a + _CHUNK)
+            say(f"patents {a + 1:,}-{b:,} of {n:,}")
+            crng = np.random.default_rng([config.seed, c])
+            patent, abstract, dup = _patent_chunk(w, a, b, crng, config, quirks)
+            writers["g_patent"].write(patent)
+            if "g_patent_abstract" in writers:
+                writers["g_patent_abstract"].write(abstract)
+            dups.append(dup)
+            writers["g_us_patent_citation"].write(_citation_chunk(w, a, b, crng, config, quirks))
+            cpc = _cpc_chunk(w, a, b, crng, config, max(1, n // 1000) if c == 0 else 0, quirks)
+            used.update(cpc["cpc_group"].unique().to_list())
+            writers["g_cpc_current"].write(cpc)
+        writers["g_patent"].write(pl.concat(dups))
+        writers["g_cpc_title"].write(_title_rows(sorted(used), scheme))
+        written = {name: wr.close() for name, wr in writers.items()}
+    except BaseException:
+        for wr in writers.values():
+            wr.abort()
+        raise
+    return {"config": asdict(config), "rows": written, "quirks": quirks, "topics": len(w.topics),
+            "subclasses": len(w.chosen_subs), "out_dir": str(out_dir)}
+
+
+def _title_rows(used: list[str], scheme: CpcScheme) -> pl.DataFrame:
+    rows = pl.DataFrame({"cpc_group": used}, schema={"cpc_group": pl.String}).with_columns(
         cpc_subclass=pl.col("cpc_group").str.slice(0, 4), cpc_class=pl.col("cpc_group").str.slice(0, 3))
-    title_rows = title_rows.with_columns(
+    return rows.with_columns(
         cpc_subclass_title=pl.col("cpc_subclass").replace_strict(scheme.titles, default=""),
         cpc_group_title=pl.col("cpc_group").replace_strict(scheme.titles, default=""),
         cpc_class_title=pl.col("cpc_class").replace_strict(scheme.titles, default=""),
     ).select("cpc_subclass", "cpc_subclass_title", "cpc_group", "cpc_group_title", "cpc_class", "cpc_class_title")
-    tables.append(("g_cpc_title", title_rows))
-    for name, df in tables:
-        written[name] = _write_table(out_dir, name, df, malformed.get(name, []), config.zip)
-    summary = {"config": asdict(config), "rows": written, "quirks": quirks, "topics": n_topics,
-               "subclasses": n_sub, "out_dir": str(out_dir)}
-    return summary
 
 
-def _write_table(out_dir: Path, name: str, df: pl.DataFrame, bad_rows: list[bytes], as_zip: bool) -> int:
-    """Write ``df`` as PatentsView TSV (text quoted, numbers bare) with ``bad_rows`` spread through it."""
-    final = out_dir / (f"{name}.tsv.zip" if as_zip else f"{name}.tsv")
-    tmp = final.with_name(final.name + ".partial")
-    pieces = max(1, len(bad_rows) + 1)
-    step = -(-df.height // pieces)
+def _malformed(config: SynthConfig) -> dict[str, list[bytes]]:
+    legacy = b'"x"\t' if config.layout == "legacy" else b""
+    return {
+        "g_patent": [b'"9000001"\t"utility"\t"2001-01-02"\t"Truncated row"\n',
+                     b'"9000002"\t"utility"\t"2001-01-02"\t"Bad claims"\t' + legacy
+                     + b'"B2"\t12a\t0\t"ipg010102.xml"\n',
+                     b'""\t"utility"\t"2001-01-02"\t"Missing id"\t' + legacy + b'"B2"\t3\t0\t"ipg010102.xml"\n'],
+        "g_us_patent_citation": [b'"4000000"\t0\t"3999999"\n', b'"4000001"\tx\t"3999999"\t"1990-01-01"\t'
+                                 b'"Smith"\t"A"\t"cited by examiner"\n'],
+        "g_cpc_current": [b'"4000002"\t0\t"H"\n'],
+    }
 
-    def chunks() -> Any:
+
+class _TableWriter:
+    """One PatentsView TSV (text quoted, numbers bare) written chunk by chunk under a temporary name;
+    ``bad_rows`` are spread through the first chunk."""
+
+    def __init__(self, out_dir: Path, name: str, as_zip: bool, bad_rows: list[bytes]) -> None:
+        self.name = name
+        self.final = out_dir / (f"{name}.tsv.zip" if as_zip else f"{name}.tsv")
+        self.tmp = self.final.with_name(self.final.name + ".partial")
+        self.bad_rows = bad_rows
+        self.rows = 0
+        self.zf: zipfile.ZipFile | None = None
+        if as_zip:
+            self.zf = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+            self.fh: Any = self.zf.open(f"{name}.tsv", "w", force_zip64=True)
+        else:
+            self.fh = self.tmp.open("wb")
+
+    def write(self, df: pl.DataFrame) -> None:
+        first = self.rows == 0
+        pieces = len(self.bad_rows) + 1 if first else 1
+        step = max(1, -(-df.height // pieces))
         for p in range(pieces):
             buf = io.BytesIO()
-            part = df.slice(p * step, step)
-            part.write_csv(buf, separator="\t", quote_style="non_numeric", include_header=(p == 0),
-                           line_terminator="\n")
-            data = buf.getvalue().replace(_BAD_BYTE_MARK.encode(), b"\xe9")
-            yield data
-            if p < len(bad_rows):
-                yield bad_rows[p]
+            df.slice(p * step, step).write_csv(buf, separator="\t", quote_style="non_numeric",
+                                               include_header=first and p == 0, line_terminator="\n")
+            self.fh.write(buf.getvalue().replace(_BAD_BYTE_MARK.encode(), b"\xe9"))
+            if first and p < len(self.bad_rows):
+                self.fh.write(self.bad_rows[p])
+        self.rows += df.height + (len(self.bad_rows) if first else 0)
 
-    if as_zip:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf, \
-                zf.open(f"{name}.tsv", "w", force_zip64=True) as fh:
-            for data in chunks():
-                fh.write(data)
-    else:
-        with tmp.open("wb") as fh:
-            for data in chunks():
-                fh.write(data)
-    tmp.replace(final)
-    return df.height + len(bad_rows)
+    def close(self) -> int:
+        self.fh.close()
+        if self.zf:
+            self.zf.close()
+        self.tmp.replace(self.final)
+        return self.rows
+
+    def abort(self) -> None:
+        self.fh.close()
+        if self.zf:
+            self.zf.close()
+        self.tmp.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from patentminer.cypher.importer import ImportOptions, compose_command, import_g
 from patentminer.cypher.runtime import Neo4jRuntime
 from patentminer.errors import InputError, OutputExistsError
 from patentminer.etl import convert
+from patentminer.etl import synth as synth_module
 from patentminer.etl.convert import EtlOptions, run_etl
 from patentminer.etl.ids import IdIndex
 from patentminer.etl.synth import SynthConfig, synth
@@ -275,6 +276,29 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
     synth(tmp_path / "b", SynthConfig(patents=500, seed=11))
     for f in sorted((tmp_path / "a").iterdir()):
         assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
+
+
+def test_synth_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patents generated a chunk at a time: ids unique, citations only to earlier patents, a patent's rows
+    kept together in every table, quirks counted over all chunks."""
+    monkeypatch.setattr(synth_module, "_CHUNK", 700)
+    summary = synth(tmp_path / "src", SynthConfig(patents=3000, seed=3))
+    q = summary["quirks"]
+    assert summary["rows"]["g_patent"] == 3000 + q["patent_duplicate_id"] + 3
+    patents = read_tsv(tmp_path / "src" / "g_patent.tsv")
+    first_rows = {r["patent_id"]: r for r in reversed(patents) if r["patent_id"]}
+    assert len(first_rows) == 3000 + 2  # two of the three malformed rows have an id
+    dates = {i: r["patent_date"] for i, r in first_rows.items()}
+    cites = [r for r in read_tsv(tmp_path / "src" / "g_us_patent_citation.tsv")
+             if r["citation_patent_id"] in dates and r["patent_id"] != r["citation_patent_id"]]
+    assert cites and all(dates[r["citation_patent_id"]] <= dates[r["patent_id"]] for r in cites)
+    said: list[str] = []
+    m = run_etl(tmp_path / "src", tmp_path / "out", EtlOptions(), progress=said.append)
+    assert not [s for s in said if "not grouped" in s]
+    assert m["rejects"]["rows"] == 6
+    assert m["counts"]["patents"]["duplicate_id"] == q["patent_duplicate_id"] == 5
+    assert m["counts"]["patents"]["withdrawn"] == q["withdrawn"]
+    assert m["counts"]["citations"]["self_citation"] >= q["citation_self"] - q["citation_repeated_pair"]
 
 
 def test_synth_structure(source: Path) -> None:
