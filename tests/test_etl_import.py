@@ -202,6 +202,16 @@ def test_legacy_layout_zip_gives_same_csvs(etl_out: tuple[Path, dict[str, Any]],
         assert (tmp_path / "out" / f).read_bytes() == (out / f).read_bytes(), f
 
 
+def test_first_patent_row_wins_when_id_hashes_collide(etl_out: tuple[Path, dict[str, Any]], source: Path,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """First row per patent id is found on id hashes; ids that share a hash take the exact path."""
+    out, manifest = etl_out
+    monkeypatch.setattr(convert, "_id_hash", lambda ids: ids.str.len_bytes().cast(pl.UInt64))
+    m = run_etl(source, tmp_path / "out", EtlOptions())
+    assert m["counts"] == manifest["counts"]
+    assert (tmp_path / "out" / "patents.csv").read_bytes() == (out / "patents.csv").read_bytes()
+
+
 def test_first_abstract_row_of_an_id_wins(etl_out: tuple[Path, dict[str, Any]], source: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Repeated ids in g_patent_abstract, in one batch and across batches: the first row's text is kept."""
