@@ -110,6 +110,7 @@ _TYPE_NAME = {0: "utility", 1: "design", 2: "plant", 3: "reissue"}
 _WIPO_KIND = {0: "B2", 1: "S1", 2: "P2", 3: "E"}
 _FIRST_NUMBER = {0: 3930271, 1: 238000, 2: 3987, 3: 28671}
 _START = np.datetime64("1976-01-06", "D")
+_GHOST_ID = "999999999"
 
 
 @dataclass(frozen=True)
@@ -411,7 +412,8 @@ def _cpc_chunk(w: _World, a: int, b: int, rng: np.random.Generator, config: Synt
     ).select("patent_id", "cpc_sequence", "cpc_section", "cpc_class", "cpc_subclass", "cpc_group", "cpc_type")
     if config.quirks:
         dup = cpc.sample(n=max(1, cpc.height // 1000), seed=int(rng.integers(1 << 31)))
-        ghost = cpc.head(ghosts).with_columns(pl.lit("9999999").alias("patent_id"))
+        # An id beyond any this generator makes (9999999 is a real one from ~6M patents on).
+        ghost = cpc.head(ghosts).with_columns(pl.lit(_GHOST_ID).alias("patent_id"))
         cpc = pl.concat([cpc, dup, ghost])
         _count(quirks, "cpc_repeated_pair", dup.height)
         _count(quirks, "cpc_unknown_patent", ghost.height)

@@ -135,7 +135,7 @@ def test_cpc_hierarchy_and_titles(imported: dict[str, Any], graph: Graph) -> Non
     assert broken == 0
     assert graph.count("MATCH (p:Patent)-[r:CLASSIFIED_AS]->(s:CPCSubgroup) WITH p, s, count(r) AS n "
                        "WHERE n > 1 RETURN count(*) AS c") == 0
-    assert graph.count("MATCH (p:Patent {id: '9999999'}) RETURN count(p) AS c") == 0
+    assert graph.count("MATCH (p:Patent {id: '999999999'}) RETURN count(p) AS c") == 0
     titled = graph.read("MATCH (g:CPCSubclass) RETURN g.code AS code, g.title AS title LIMIT 1")[0]
     assert titled["title"] and titled["title"].split(" (")[0].isupper()
     inv = graph.count("MATCH (:Patent)-[r:CLASSIFIED_AS {type: 'inventional'}]->() RETURN count(r) AS c")
@@ -308,6 +308,7 @@ def test_synth_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert m["rejects"]["rows"] == 6
     assert m["counts"]["patents"]["duplicate_id"] == q["patent_duplicate_id"] == 5
     assert m["counts"]["patents"]["withdrawn"] == q["withdrawn"]
+    assert m["counts"]["cpc"]["unknown_patent"] == q["cpc_unknown_patent"]
     assert m["counts"]["citations"]["self_citation"] >= q["citation_self"] - q["citation_repeated_pair"]
 
 
