@@ -491,13 +491,15 @@ def _write_grouped(batches: Iterable[pl.DataFrame], pair: tuple[str, str],
     merge two runs.) Returns (rows collapsed, grouped).
     """
     carry: pl.DataFrame | None = None
-    starts: list[pl.Series] = []
+    starts: list[np.ndarray] = []
     repeated = 0
 
     def flush(df: pl.DataFrame) -> None:
         nonlocal repeated
         gh = df[_GROUP_HASH]
-        starts.append(gh.filter(gh.ne_missing(gh.shift(1))))
+        # Copied out: the filtered Series kept the whole batch's buffers alive, so memory grew with
+        # the table (+280 MB over 37M citation rows).
+        starts.append(gh.filter(gh.ne_missing(gh.shift(1))).to_numpy().copy())
         df, n = _collapse(df, pair)
         repeated += n
         on_write(df)
@@ -518,7 +520,7 @@ def _write_grouped(batches: Iterable[pl.DataFrame], pair: tuple[str, str],
             flush(df.slice(0, cut))
     if carry is not None and carry.height:
         flush(carry)
-    runs = pl.concat(starts) if starts else pl.Series([], dtype=pl.UInt64)
+    runs = pl.Series(np.concatenate(starts) if starts else np.zeros(0, dtype=np.uint64))
     return repeated, runs.n_unique() == runs.len()
 
 
