@@ -342,7 +342,7 @@ def _write_patents(tables: dict[str, Table], kept: _KeptPatents, tmp: Path, work
     parts = _RankSpill.parts_for(expected)
     ranked = kept.rows.with_columns(order.patent_rank(kept.rows))
     # The rank of each source row (-1: not kept), so a batch is ranked and filtered by a gather.
-    rank_of_row = np.full(t.rows, -1, dtype=np.int64)
+    rank_of_row = np.full(t.rows, -1, dtype=np.int32)  # ranks count CPC symbols: far below 2^31
     rank_of_row[ranked[ROW].to_numpy()] = ranked["__rank"].to_numpy()
     rows = _RankSpill(work, "patents", order.ranks, parts)
     text = [pl.col("patent_abstract").alias("abstract")] if kept.legacy else []
