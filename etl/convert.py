@@ -791,7 +791,6 @@ class _Order:
     (benchmarks/RESULTS.md). Symbols are ranked by sort order, so the sorts are on integers.
     """
 
-    symbols: pl.DataType
     ranks: int
     first: pl.DataFrame
 
@@ -802,7 +801,7 @@ class _Order:
 
 def _order_symbols(enum: pl.Enum, primary: pl.DataFrame) -> _Order:
     first = primary.select(pl.col("p").alias("id"), pl.col("sym").cast(enum).to_physical().alias("__r"))
-    return _Order(enum, len(enum.categories), first)
+    return _Order(len(enum.categories), first)
 
 
 def _cpc_titles(tables: dict[str, Table], counts: dict[str, dict[str, int]],
