@@ -371,6 +371,14 @@ def _write_patents(tables: dict[str, Table], kept: _KeptPatents, tmp: Path, work
     abstracts.remove()
 
 
+def _sorted_ids(ids: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """(positions that sort ``ids``, the sorted ids), without a copy when ``ids`` is sorted already."""
+    if ids.is_sorted():
+        return np.arange(ids.len(), dtype=np.uint32), ids
+    by_id = ids.arg_sort().to_numpy()
+    return by_id, ids.gather(by_id)
+
+
 def _spill_abstracts(a: Table, ranked: pl.DataFrame, spill: _RankSpill, counts: dict[str, dict[str, int]],
                      rejects: list[pl.DataFrame]) -> None:
     """Spill (``id``, ``abstract``, ``__rank``) of the kept patents (``ranked``: ``id``, ``__rank``),
@@ -378,8 +386,7 @@ def _spill_abstracts(a: Table, ranked: pl.DataFrame, spill: _RankSpill, counts: 
     """
     # Ids are looked up by binary search in the sorted kept ids: a join per batch hashed all 9M
     # kept ids each time (8 s of the 9M text phase); a search over the batch is ~10x cheaper.
-    by_id = ranked["id"].arg_sort().to_numpy()
-    sorted_ids = ranked["id"].gather(by_id)
+    by_id, sorted_ids = _sorted_ids(ranked["id"])
     rank_np = ranked["__rank"].to_numpy()
 
     def run(a: Table) -> tuple[int, int, list[pl.DataFrame]]:
@@ -396,14 +403,14 @@ def _spill_abstracts(a: Table, ranked: pl.DataFrame, spill: _RankSpill, counts: 
             if bad.height:
                 bad_parts.append(bad.select(ROW, REASON, "patent_id"))
             good = b.filter(pl.col(REASON).is_null()).select(pl.col("patent_id").alias("id"), "abstract")
-            ids = good["id"]
+            batch_ids = good["id"]
             if sorted_ids.len():
-                at = np.minimum(sorted_ids.search_sorted(ids).to_numpy(), sorted_ids.len() - 1)
-                hit = (sorted_ids.gather(at) == ids).fill_null(False).to_numpy()
+                at = np.minimum(sorted_ids.search_sorted(batch_ids).to_numpy(), sorted_ids.len() - 1)
+                hit = (sorted_ids.gather(at) == batch_ids).fill_null(False).to_numpy()
             else:
-                at, hit = np.zeros(ids.len(), dtype=np.int64), np.zeros(ids.len(), dtype=bool)
+                at, hit = np.zeros(batch_ids.len(), dtype=np.int64), np.zeros(batch_ids.len(), dtype=bool)
             if not hit.all():
-                unmatched.append(ids.filter(pl.Series(~hit)))
+                unmatched.append(batch_ids.filter(pl.Series(~hit)))
             pos = by_id[at[hit]]
             # First row of each id within the batch (a sort of the kept positions, cheaper than a
             # unique over the id strings), and only if no earlier batch had that id.

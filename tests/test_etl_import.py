@@ -267,6 +267,13 @@ def test_small_batches_give_the_same_csvs(etl_out: tuple[Path, dict[str, Any]], 
         assert (tmp_path / "out" / f).read_bytes() == (out / f).read_bytes(), f
 
 
+@pytest.mark.parametrize("ids", [["3930271", "D238154", "RE28671"], ["RE28671", "3930271", "D238154", "10000000"]])
+def test_sorted_ids_for_the_abstract_lookup(ids: list[str]) -> None:
+    series = pl.Series(ids)
+    by_id, sorted_ids = convert._sorted_ids(series)
+    assert sorted_ids.to_list() == sorted(ids) and series.gather(by_id).to_list() == sorted(ids)
+
+
 def test_id_index_is_exact_for_every_id_family() -> None:
     ids = pl.Series(["3930271", "D900001", "D0900001", "PP12345", "RE48000", "0123", "H002000", "X-odd"])
     index = IdIndex.build(ids)
