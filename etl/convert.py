@@ -594,11 +594,12 @@ class _RankedSink:
     rank: Callable[[pl.DataFrame], pl.Series]
 
     def add(self, df: pl.DataFrame) -> None:
-        self.spill.add(df.with_columns(self.rank(df).alias("__rank")))
+        self.spill.add(df if "__rank" in df.columns else df.with_columns(self.rank(df).alias("__rank")))
 
 
 def _pair_table(table: Table, frame: pl.LazyFrame, key: str, spec: PairSpec, out: Path | _RankedSink,
-                c: dict[str, int], work: Path, say: Progress, extra: Callable[[pl.DataFrame], None] | None = None,
+                c: dict[str, int], work: Path, say: Progress,
+                extra: Callable[[pl.DataFrame], pl.DataFrame | None] | None = None,
                 restart: Callable[[], None] | None = None) -> list[pl.DataFrame]:
     """Stream a relationship table to ``out`` (a CSV, or a rank spill): rejects aside, drops counted,
     repeated pairs collapsed.
@@ -627,7 +628,10 @@ def _pair_table(table: Table, frame: pl.LazyFrame, key: str, spec: PairSpec, out
             def write(df: pl.DataFrame) -> None:
                 c["written"] += df.height
                 if extra:
-                    extra(df)
+                    # It sees every written batch, and may add columns (the CPC rank) to what is written.
+                    added = extra(df)
+                    if added is not None:
+                        df = added
                 if pending:
                     pending.pop().result()
                 pending.append(writer.submit(emit, df.select(spec.out_cols)))
@@ -701,6 +705,26 @@ def _symbol_enum(table: Table) -> pl.Enum:
     return pl.Enum(syms.sort())
 
 
+def _first_of_runs(key: pl.Series, seq: pl.Series) -> np.ndarray:
+    """Positions of the row with the lowest ``seq`` (nulls last, the first on ties) in each run of
+    equal adjacent ``key`` values.
+
+    Linear numpy on rows grouped by key; a sort and a unique per 250,000-row batch cost 0.8 s of the
+    3M CPC phase.
+    """
+    n = key.len()
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(key.ne_missing(key.shift(1)).fill_null(True).to_numpy())
+    s = seq.cast(pl.Int64).fill_null(np.iinfo(np.int64).max).to_numpy()
+    lengths = np.diff(np.append(starts, n))
+    lowest = np.flatnonzero(s == np.repeat(np.minimum.reduceat(s, starts), lengths))
+    run = np.repeat(np.arange(starts.size), lengths)[lowest]
+    first = np.ones(lowest.size, dtype=bool)
+    first[1:] = run[1:] != run[:-1]
+    return lowest[first]
+
+
 def _cpc(table: Table, index: IdIndex, out: _RankedSink, symbols: pl.Enum, counts: dict[str, dict[str, int]],
          rejects: list[pl.DataFrame], say: Progress) -> tuple[pl.DataFrame, _Order]:
     """Stream g_cpc_current into ``out``; returns (the symbols in use, each patent's first symbol as an order)."""
@@ -709,18 +733,20 @@ def _cpc(table: Table, index: IdIndex, out: _RankedSink, symbols: pl.Enum, count
     used = np.zeros(len(symbols.categories), dtype=bool)
     firsts: list[pl.DataFrame] = []
 
-    def seen(df: pl.DataFrame) -> None:
+    def seen(df: pl.DataFrame) -> pl.DataFrame:
         # A start id's rows are all in one batch here (see _write_grouped), so per batch is exact.
+        # The rank goes on with the rows: casting 250k symbols to the Enum is the costly part.
         rank = out.rank(df)
         used[rank.to_numpy()] = True
-        firsts.append(df.select(pl.col("p").alias("id"), rank.cast(pl.UInt32).alias("__r"), "seq")
-                      .sort("seq", nulls_last=True, maintain_order=True).unique("id", keep="first").drop("seq"))
+        at = _first_of_runs(df["p"], df["seq"])
+        firsts.append(pl.DataFrame({"id": df["p"].gather(at), "__r": rank.gather(at).cast(pl.UInt32)}))
+        return df.with_columns(rank.alias("__rank"))
 
     def restart() -> None:
         used[:] = False
         firsts.clear()
 
-    spec = PairSpec(("p", "sym"), {1: "unknown_patent"}, ["p", "sym", "seq", "type"])
+    spec = PairSpec(("p", "sym"), {1: "unknown_patent"}, ["p", "sym", "seq", "type", "__rank"])
 
     def run(t: Table) -> tuple[dict[str, int], list[pl.DataFrame]]:
         restart()

@@ -274,6 +274,13 @@ def test_sorted_ids_for_the_abstract_lookup(ids: list[str]) -> None:
     assert sorted_ids.to_list() == sorted(ids) and series.gather(by_id).to_list() == sorted(ids)
 
 
+def test_first_of_runs_lowest_sequence_first_on_ties_nulls_last() -> None:
+    key = pl.Series(["a", "a", "a", "b", "c", "c", "c", "a"])
+    seq = pl.Series([2, 0, 0, None, None, 5, None, 1], dtype=pl.Int64)
+    assert convert._first_of_runs(key, seq).tolist() == [1, 3, 5, 7]
+    assert convert._first_of_runs(pl.Series([], dtype=pl.String), pl.Series([], dtype=pl.Int64)).tolist() == []
+
+
 def test_id_index_is_exact_for_every_id_family() -> None:
     ids = pl.Series(["3930271", "D900001", "D0900001", "PP12345", "RE48000", "0123", "H002000", "X-odd"])
     index = IdIndex.build(ids)
