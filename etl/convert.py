@@ -471,11 +471,11 @@ def _status(reason_chain: Any) -> pl.Expr:
     return (pl.when(pl.col(REASON).is_not_null()).then(REJECTED).otherwise(reason_chain)).cast(pl.Int8).alias(_STATUS)
 
 
-def _hashes(pair: tuple[str, str]) -> list[pl.Expr]:
+def _with_hashes(frame: pl.LazyFrame, pair: tuple[str, str]) -> pl.LazyFrame:
     """Hashes computed while parsing (on all cores): the start id (runs) and the pair (repeats)."""
     a, b = pair
-    return [pl.col(a).hash(seed=1).alias(_GROUP_HASH),
-            (pl.col(a).hash(seed=1) ^ pl.col(b).hash(seed=2)).alias(_PAIR_HASH)]
+    return (frame.with_columns(pl.col(a).hash(seed=1).alias(_GROUP_HASH))
+            .with_columns((pl.col(_GROUP_HASH) ^ pl.col(b).hash(seed=2)).alias(_PAIR_HASH)))
 
 
 def _collapse(df: pl.DataFrame, pair: tuple[str, str]) -> tuple[pl.DataFrame, int]:
@@ -661,20 +661,19 @@ def _citations(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[s
     def run(t: Table) -> tuple[dict[str, int], list[pl.DataFrame]]:
         c = {"rows_read": 0, "rejected": 0, "self_citation": 0, "dangling_citing": 0, "dangling_cited": 0,
              "repeated_pair": 0, "bad_date": 0, "written": 0}
-        s = pl.col("patent_id")
-        e = pl.col("citation_patent_id")
-        d = pl.col("citation_date").str.strip_chars()
-        in_s = index.member(pl.col("s"))
-        in_e = index.member(pl.col("e"))
-        frame = t.scan().select(
-            REASON, "patent_id", ROW, s.alias("s"), e.alias("e"),
+        # Each derived value is a column before it is used twice: Polars evaluates a repeated
+        # expression again (the stripped date was stripped twice, the id keys parsed six times).
+        d = pl.col("citation_date")
+        frame = t.scan().with_columns(d.str.strip_chars())
+        frame = index.with_member(index.with_member(frame, "patent_id", "__in_s"), "citation_patent_id", "__in_e")
+        frame = _with_hashes(frame.select(
+            REASON, "patent_id", ROW, pl.col("patent_id").alias("s"), pl.col("citation_patent_id").alias("e"),
             pl.col("citation_sequence").str.to_integer(strict=False).alias("seq"),
             pl.col("citation_category").alias("category"),
             pl.when(d.str.contains(_DATE_RE)).then(d).alias("date"),
-        ).with_columns(
-            _status(pl.when(pl.col("s") == pl.col("e")).then(1).when(~in_s).then(2).when(~in_e).then(3)
-                    .otherwise(KEEP)),
-            *_hashes(spec.pair))
+            _status(pl.when(pl.col("patent_id") == pl.col("citation_patent_id")).then(1)
+                    .when(~pl.col("__in_s")).then(2).when(~pl.col("__in_e")).then(3).otherwise(KEEP)),
+        ), spec.pair)
 
         def dates(df: pl.DataFrame) -> None:
             c["bad_date"] += df["date"].null_count()
@@ -751,15 +750,13 @@ def _cpc(table: Table, index: IdIndex, out: _RankedSink, symbols: pl.Enum, count
     def run(t: Table) -> tuple[dict[str, int], list[pl.DataFrame]]:
         restart()
         c = {"rows_read": 0, "rejected": 0, "unknown_patent": 0, "repeated_pair": 0, "written": 0}
-        in_p = index.member(pl.col("p"))
-        frame = t.scan().select(
+        frame = _with_hashes(index.with_member(t.scan(), "patent_id", "__in_p").select(
             REASON, "patent_id", ROW, pl.col("patent_id").alias("p"),
             _SYMBOL.alias("sym"),
             pl.col("cpc_sequence").str.to_integer(strict=False).alias("seq"),
             pl.col("cpc_type").alias("type"),
-        ).with_columns(
-            _status(pl.when(~in_p).then(1).otherwise(KEEP)),
-            *_hashes(spec.pair))
+            _status(pl.when(~pl.col("__in_p")).then(1).otherwise(KEEP)),
+        ), spec.pair)
         bad = _pair_table(t, frame, "patent_id", spec, out, c, out.spill.dir.parent, say, seen, restart)
         return c, bad
 

@@ -21,11 +21,17 @@ import polars as pl
 _LIMIT = 10**15
 
 
-def fast_key(s: pl.Expr) -> pl.Expr:
-    """The key of a plain numeric id (cheap enough for every row); null for every other id."""
-    k = s.str.to_integer(strict=False)
-    plain = ~s.str.starts_with("0") & ~s.str.starts_with("+") & (k > 0) & (k < _LIMIT)
-    return pl.when(plain).then(k)
+def with_fast_key(frame: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
+    """``frame`` with ``name``: the key of each plain numeric id in ``column``, null for every other id.
+
+    Built as columns, one step after another: Polars evaluates an expression used twice twice,
+    and the integer parse is most of the cost (written as one expression, the parse ran six
+    times per id: 0.77 s of CPU on 11M citation rows instead of 0.44 s for membership).
+    """
+    s = pl.col(column)
+    k = pl.col(name)
+    return frame.with_columns(s.str.to_integer(strict=False).alias(name)).with_columns(
+        pl.when(~s.str.starts_with("0") & ~s.str.starts_with("+") & (k > 0) & (k < _LIMIT)).then(k).alias(name))
 
 
 @dataclass(frozen=True)
@@ -37,21 +43,23 @@ class IdIndex:
 
     @classmethod
     def build(cls, ids: pl.Series) -> IdIndex:
-        frame = pl.DataFrame({"id": ids}).with_columns(fast_key(pl.col("id")).alias("k"))
+        frame = with_fast_key(pl.LazyFrame({"id": ids}), "id", "k").collect()
         keys = frame["k"].drop_nulls().unique().sort()
         other = frame.filter(pl.col("k").is_null())["id"].drop_nulls().unique().sort()
         return cls(keys, other)
 
-    def member(self, ids: pl.Expr) -> pl.Expr:
-        """Exact membership of each id, as an expression for a streaming query (null ids are not members).
+    def with_member(self, frame: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
+        """``frame`` with ``name``: exact membership of each id of ``column`` (null ids are not members),
+        for a streaming query.
 
         The string test runs on every row (an expression has no lazy branch), yet costs less than
         settling the ~10% of rows without a key afterwards in Python: +0.2 s on 11M citation rows.
         """
-        key = fast_key(ids)
-        return (pl.when(key.is_null()).then(ids.is_in(self.other.implode())).otherwise(key.is_in(self.keys.implode()))
-                .fill_null(False))
+        key = pl.col(name)
+        return with_fast_key(frame, column, name).with_columns(
+            pl.when(key.is_null()).then(pl.col(column).is_in(self.other.implode()))
+            .otherwise(key.is_in(self.keys.implode())).fill_null(False).alias(name))
 
     def contains(self, ids: pl.Series) -> pl.Series:
         """Exact membership of each id in a Series (null ids are not members)."""
-        return pl.DataFrame({"id": ids}).select(self.member(pl.col("id")))["id"]
+        return self.with_member(pl.LazyFrame({"id": ids}), "id", "member").collect()["member"]
