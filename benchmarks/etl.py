@@ -1,8 +1,8 @@
 """ETL benchmark: our streaming ETL vs the PatentCL pandas handler vs a bare Polars read+write.
 
 Each contender runs in its own subprocess on the same synthetic PatentsView files, so
-wall time and peak RSS (ru_maxrss) are its own, after the input has been read once (the same
-page cache for every contender). Prints a table and the ratios.
+wall time and peak RSS (ru_maxrss) are its own, each after the input has been read once.
+Prints a table and the ratios.
 
     .venv/bin/python benchmarks/etl.py --patents 1000000          # generates data first
     .venv/bin/python benchmarks/etl.py --source /tmp/syn1m --json
@@ -88,11 +88,12 @@ def child(name: str, source: Path, out: Path) -> None:
 
 
 def warm(source: Path) -> None:
-    """Read every input once, so that each contender starts from the same page cache.
+    """Read every input once before each contender, so that none starts with a colder page cache
+    than another (the line count reads the tables just before the first one).
 
-    Without it the order decided the result above the size of the cache: at 9M patents pandas
-    (16.5 GB of RSS) evicted the 13.7 GB of input, and the floor that ran next read it from disk
-    (42 s instead of 29.5 s), while ours ran right after the line count had read it.
+    It does not make runs above the cache size comparable by itself: for minutes after a pandas run
+    at 9M patents every contender is slower here, so compare contenders run in the same state
+    (benchmarks/RESULTS.md).
     """
     for t in TABLES:
         with (source / f"{t}.tsv").open("rb") as fh:
