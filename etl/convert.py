@@ -418,8 +418,9 @@ def _spill_abstracts(a: Table, ranked: pl.DataFrame, spill: _RankSpill, counts: 
             fresh &= ~matched[pos]
             matched[pos] = True
             repeats += int(pos.size - fresh.sum())
-            spill.add(good.filter(pl.Series(hit)).filter(pl.Series(fresh))
-                      .with_columns(pl.Series("__rank", rank_np[pos[fresh]])))
+            take = np.zeros(hit.size, dtype=bool)  # one filter of the batch, not two
+            take[np.flatnonzero(hit)[fresh]] = True
+            spill.add(good.filter(pl.Series(take)).with_columns(pl.Series("__rank", rank_np[pos[fresh]])))
         others = pl.concat(unmatched) if unmatched else pl.Series([], dtype=pl.String)
         return n, repeats + others.len() - others.n_unique(), bad_parts
 
