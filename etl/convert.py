@@ -170,11 +170,9 @@ def _run_etl(source_dir: Path, out_dir: Path, options: EtlOptions, progress: Pro
         timed("citations", lambda: _citations(tables["g_us_patent_citation"], index, tmp, counts, rejects, say))
         cpc = tables["g_cpc_current"]
         enum = timed("cpc symbols", lambda: _symbol_enum(cpc))
-        ranked = _RankedSink(_RankSpill(work, "classified_as", len(enum.categories),
-                                        _RankSpill.parts_for(cpc.path.stat().st_size)),
-                             lambda df: df["sym"].cast(enum).to_physical().cast(pl.Int64))
+        ranked = _RankSpill(work, "classified_as", len(enum.categories), _RankSpill.parts_for(cpc.path.stat().st_size))
         symbols, order = timed("cpc", lambda: _cpc(cpc, index, ranked, enum, counts, rejects, say))
-        timed("cpc order", lambda: ranked.spill.write_csv(tmp / "classified_as.csv"))
+        timed("cpc order", lambda: ranked.write_csv(tmp / "classified_as.csv"))
         timed("patent text", lambda: _write_patents(tables, kept, tmp, work, order, counts, rejects))
         graph_nodes = timed("cpc hierarchy", lambda: _hierarchy(symbols, titles, tmp, counts))
         for t in tables.values():
@@ -333,38 +331,48 @@ def _write_patents(tables: dict[str, Table], kept: _KeptPatents, tmp: Path, work
     """patents.csv in the order of each patent's first CPC symbol (see :class:`_Order`), rows of
     one symbol in g_patent order.
 
-    The kept g_patent rows are read again and spilled by rank, and so are the abstracts (a
-    separate table in current releases); each rank range is then joined and written. Memory
-    is one range plus the ids.
+    Each kept patent's line in patents.csv is known before any text is read. The kept g_patent
+    rows are read again and spilled by that line, and so are the abstracts (a separate table in
+    current releases); each range of lines is then put in order and written. Memory is one range
+    plus the ids.
     """
     t = tables["g_patent"]
     expected = t.path.stat().st_size + (tables["g_patent_abstract"].path.stat().st_size if not kept.legacy else 0)
     parts = _RankSpill.parts_for(expected)
-    ranked = kept.rows.with_columns(order.patent_rank(kept.rows))
-    # The rank of each source row (-1: not kept), so a batch is ranked and filtered by a gather.
-    rank_of_row = np.full(t.rows, -1, dtype=np.int32)  # ranks count CPC symbols: far below 2^31
-    rank_of_row[ranked[ROW].to_numpy()] = ranked["__rank"].to_numpy()
-    rows = _RankSpill(work, "patents", order.ranks, parts)
+    rank = order.patent_rank(kept.rows).to_numpy()
+    n = rank.size
+    line = np.empty(n, dtype=np.int32)  # below 2^31: one line per patent
+    line[np.argsort(rank, kind="stable")] = np.arange(n, dtype=np.int32)
+    # The line of each source row (-1: not kept), so a batch is placed and filtered by a gather.
+    line_of_row = np.full(t.rows, -1, dtype=np.int32)
+    line_of_row[kept.rows[ROW].to_numpy()] = line
+    rows = _RankSpill(work, "patents", max(n - 1, 0), parts)
     text = [pl.col("patent_abstract").alias("abstract")] if kept.legacy else []
     frame = t.scan().select(ROW, pl.col("patent_id").alias("id"), *kept.columns, *text)
     for b in frame.collect_batches(chunk_size=_TEXT_BATCH):
-        rank = rank_of_row[b[ROW].to_numpy()]
+        at = line_of_row[b[ROW].to_numpy()]
         # rk per batch, not in the streaming query: there it doubled the pass's memory (+380 MB at
         # 3M patents, Polars 2.1), in line with the table instead of a batch.
-        rows.add(b.with_columns(rank_key(pl.col("id")).alias("rk"), pl.Series("__rank", rank))
-                 .filter(pl.Series(rank >= 0)).drop(ROW))
-    del rank_of_row
+        rows.add(b.with_columns(rank_key(pl.col("id")).alias("rk"), pl.Series("__rank", at))
+                 .filter(pl.Series(at >= 0)).drop(ROW))
+    del line_of_row
     if kept.legacy:
         rows.write_csv(tmp / "patents.csv", lambda _k, df: df.select(_PATENT_COLUMNS))
         return
-    abstracts = _RankSpill(work, "abstracts", order.ranks, parts)
-    _spill_abstracts(tables["g_patent_abstract"], ranked.select("id", "__rank"), abstracts, counts, rejects)
+    abstracts = _RankSpill(work, "abstracts", max(n - 1, 0), parts)
+    _spill_abstracts(tables["g_patent_abstract"], kept.rows["id"], line, abstracts, counts, rejects)
 
     def with_abstracts(k: int, df: pl.DataFrame) -> pl.DataFrame:
+        # A range holds every line from its first on (each kept patent has a row), so an abstract's
+        # place is its line minus the first: a gather instead of a join on the id strings.
         a = abstracts.bucket(k)
         if a is None:
             return df.with_columns(pl.lit(None, dtype=pl.String).alias("abstract")).select(_PATENT_COLUMNS)
-        return df.join(a.drop("__rank"), on="id", how="left", maintain_order="left").select(_PATENT_COLUMNS)
+        at = np.full(df.height, -1, dtype=np.int64)
+        at[a["__rank"].to_numpy() - int(df["__rank"][0])] = np.arange(a.height)
+        place = pl.Series(at)
+        return df.with_columns(a["abstract"].gather(pl.select(pl.when(place >= 0).then(place)).to_series())
+                               .alias("abstract")).select(_PATENT_COLUMNS)
 
     rows.write_csv(tmp / "patents.csv", with_abstracts)
     abstracts.remove()
@@ -378,18 +386,18 @@ def _sorted_ids(ids: pl.Series) -> tuple[np.ndarray, pl.Series]:
     return by_id, ids.gather(by_id)
 
 
-def _spill_abstracts(a: Table, ranked: pl.DataFrame, spill: _RankSpill, counts: dict[str, dict[str, int]],
-                     rejects: list[pl.DataFrame]) -> None:
-    """Spill (``id``, ``abstract``, ``__rank``) of the kept patents (``ranked``: ``id``, ``__rank``),
-    streaming g_patent_abstract; the first abstract row of an id wins. Memory is the ids plus a batch.
+def _spill_abstracts(a: Table, ids: pl.Series, line: np.ndarray, spill: _RankSpill,
+                     counts: dict[str, dict[str, int]], rejects: list[pl.DataFrame]) -> None:
+    """Spill (``abstract``, ``__rank``: the patents.csv line) of the kept patents (``ids``, their
+    lines ``line``), streaming g_patent_abstract; the first abstract row of an id wins. Memory is the
+    ids plus a batch.
     """
     # Ids are looked up by binary search in the sorted kept ids: a join per batch hashed all 9M
     # kept ids each time (8 s of the 9M text phase); a search over the batch is ~10x cheaper.
-    by_id, sorted_ids = _sorted_ids(ranked["id"])
-    rank_np = ranked["__rank"].to_numpy()
+    by_id, sorted_ids = _sorted_ids(ids)
 
     def run(a: Table) -> tuple[int, int, list[pl.DataFrame]]:
-        matched = np.zeros(ranked.height, dtype=bool)
+        matched = np.zeros(ids.len(), dtype=bool)
         bad_parts: list[pl.DataFrame] = []
         # Ids of abstracts without a kept patent (withdrawn, unknown): few, kept for the duplicate count.
         unmatched: list[pl.Series] = []
@@ -401,8 +409,8 @@ def _spill_abstracts(a: Table, ranked: pl.DataFrame, spill: _RankSpill, counts: 
             bad = b.filter(pl.col(REASON).is_not_null())
             if bad.height:
                 bad_parts.append(bad.select(ROW, REASON, "patent_id"))
-            good = b.filter(pl.col(REASON).is_null()).select(pl.col("patent_id").alias("id"), "abstract")
-            batch_ids = good["id"]
+            good = b.filter(pl.col(REASON).is_null()).select("patent_id", "abstract")
+            batch_ids = good["patent_id"]
             if sorted_ids.len():
                 at = np.minimum(sorted_ids.search_sorted(batch_ids).to_numpy(), sorted_ids.len() - 1)
                 hit = (sorted_ids.gather(at) == batch_ids).fill_null(False).to_numpy()
@@ -420,7 +428,8 @@ def _spill_abstracts(a: Table, ranked: pl.DataFrame, spill: _RankSpill, counts: 
             repeats += int(pos.size - fresh.sum())
             take = np.zeros(hit.size, dtype=bool)  # one filter of the batch, not two
             take[np.flatnonzero(hit)[fresh]] = True
-            spill.add(good.filter(pl.Series(take)).with_columns(pl.Series("__rank", rank_np[pos[fresh]])))
+            spill.add(good.select("abstract").filter(pl.Series(take))
+                      .with_columns(pl.Series("__rank", line[pos[fresh]])))
         others = pl.concat(unmatched) if unmatched else pl.Series([], dtype=pl.String)
         return n, repeats + others.len() - others.n_unique(), bad_parts
 
@@ -485,16 +494,18 @@ def _collapse(df: pl.DataFrame, pair: tuple[str, str]) -> tuple[pl.DataFrame, in
     The pair hash finds candidates; the exact comparison runs on those alone. Rows stay in
     source order.
     """
-    # Sorting the hashes and comparing neighbours is cheaper than a hash table over the batch, and
-    # numpy's sort of 250k integers is a third of Polars' sort or of an argsort (only the repeated
-    # values are needed, not where they sit); the candidates are then picked by a hash lookup.
-    ph = df[_PAIR_HASH]
-    ordered = np.sort(ph.to_numpy())
+    # Sorting the hashes and comparing neighbours is cheaper than a hash table over the batch (only
+    # the repeated values are needed, not where they sit); the candidates are then picked by a hash
+    # lookup. The low 32 bits are enough to find candidates (a few more per batch, settled exactly
+    # below) and sort in 60% of the time of 64 (13 -> 8 ms per 250,000 rows, a third of the main
+    # thread's time in the citation phase).
+    low = (df[_PAIR_HASH].to_numpy() & 0xFFFFFFFF).astype(np.uint32)
+    ordered = np.sort(low)
     same = ordered[1:] == ordered[:-1]
     if not same.any():
         return df, 0
-    repeated_hashes = pl.Series(ordered[1:][same], dtype=ph.dtype)
-    candidates = df.with_row_index("__pos").filter(ph.is_in(repeated_hashes.implode()))
+    repeated_hashes = pl.Series(ordered[1:][same])
+    candidates = df.with_row_index("__pos").filter(pl.Series(low).is_in(repeated_hashes.implode()))
     repeated = candidates.filter(pl.struct(pair).is_duplicated())
     if repeated.is_empty():
         return df, 0
@@ -587,20 +598,9 @@ def _regrouped(table: Table, frame: pl.LazyFrame, spec: PairSpec, key: str, work
     shutil.rmtree(spill, ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class _RankedSink:
-    """Where a relationship table goes when its CSV must come out in rank order: a spill, and the rank."""
-
-    spill: _RankSpill
-    rank: Callable[[pl.DataFrame], pl.Series]
-
-    def add(self, df: pl.DataFrame) -> None:
-        self.spill.add(df if "__rank" in df.columns else df.with_columns(self.rank(df).alias("__rank")))
-
-
-def _pair_table(table: Table, frame: pl.LazyFrame, key: str, spec: PairSpec, out: Path | _RankedSink,
+def _pair_table(table: Table, frame: pl.LazyFrame, key: str, spec: PairSpec, out: Path | _RankSpill,
                 c: dict[str, int], work: Path, say: Progress,
-                extra: Callable[[pl.DataFrame], pl.DataFrame | None] | None = None,
+                extra: Callable[[pl.DataFrame], None] | None = None,
                 restart: Callable[[], None] | None = None) -> list[pl.DataFrame]:
     """Stream a relationship table to ``out`` (a CSV, or a rank spill): rejects aside, drops counted,
     repeated pairs collapsed.
@@ -613,8 +613,8 @@ def _pair_table(table: Table, frame: pl.LazyFrame, key: str, spec: PairSpec, out
         # Polars writes without the GIL: one writer thread formats batch i while batch i+1 is cleaned.
         with ExitStack() as stack:
             emit: Callable[[pl.DataFrame], None]
-            if isinstance(out, _RankedSink):
-                out.spill.reset()
+            if isinstance(out, _RankSpill):
+                out.reset()
                 emit = out.add
             else:
                 fh = stack.enter_context(out.open("wb"))
@@ -629,10 +629,7 @@ def _pair_table(table: Table, frame: pl.LazyFrame, key: str, spec: PairSpec, out
             def write(df: pl.DataFrame) -> None:
                 c["written"] += df.height
                 if extra:
-                    # It sees every written batch, and may add columns (the CPC rank) to what is written.
-                    added = extra(df)
-                    if added is not None:
-                        df = added
+                    extra(df)  # it sees every written batch
                 if pending:
                     pending.pop().result()
                 pending.append(writer.submit(emit, df.select(spec.out_cols)))
@@ -725,7 +722,7 @@ def _first_of_runs(key: pl.Series, seq: pl.Series) -> np.ndarray:
     return lowest[first]
 
 
-def _cpc(table: Table, index: IdIndex, out: _RankedSink, symbols: pl.Enum, counts: dict[str, dict[str, int]],
+def _cpc(table: Table, index: IdIndex, out: _RankSpill, symbols: pl.Enum, counts: dict[str, dict[str, int]],
          rejects: list[pl.DataFrame], say: Progress) -> tuple[pl.DataFrame, _Order]:
     """Stream g_cpc_current into ``out``; returns (the symbols in use, each patent's first symbol as an order)."""
     # Per patent its first symbol's rank, and the ranks in use as a mask: integers, not the
@@ -733,14 +730,13 @@ def _cpc(table: Table, index: IdIndex, out: _RankedSink, symbols: pl.Enum, count
     used = np.zeros(len(symbols.categories), dtype=bool)
     firsts: list[pl.DataFrame] = []
 
-    def seen(df: pl.DataFrame) -> pl.DataFrame:
+    def seen(df: pl.DataFrame) -> None:
         # A start id's rows are all in one batch here (see _write_grouped), so per batch is exact.
-        # The rank goes on with the rows: casting 250k symbols to the Enum is the costly part.
-        rank = out.rank(df)
+        rank = df["__rank"]
         used[rank.to_numpy()] = True
         at = _first_of_runs(df["p"], df["seq"])
-        firsts.append(pl.DataFrame({"id": df["p"].gather(at), "__r": rank.gather(at).cast(pl.UInt32)}))
-        return df.with_columns(rank.alias("__rank"))
+        firsts.append(pl.DataFrame({"id": df["p"].gather(at), "__r": rank.gather(at)}))
+        return None
 
     def restart() -> None:
         used[:] = False
@@ -751,14 +747,17 @@ def _cpc(table: Table, index: IdIndex, out: _RankedSink, symbols: pl.Enum, count
     def run(t: Table) -> tuple[dict[str, int], list[pl.DataFrame]]:
         restart()
         c = {"rows_read": 0, "rejected": 0, "unknown_patent": 0, "repeated_pair": 0, "written": 0}
-        frame = _with_hashes(index.with_member(t.scan(), "patent_id", "__in_p").select(
-            REASON, "patent_id", ROW, pl.col("patent_id").alias("p"),
-            _SYMBOL.alias("sym"),
+        # The symbol's rank is cast in the streaming query, on all cores: on the main thread, per
+        # batch, the cast rebuilt the Enum's lookup every time (~50 ms per 250,000 rows).
+        frame = index.with_member(t.scan(), "patent_id", "__in_p").with_columns(_SYMBOL.alias("sym"))
+        frame = _with_hashes(frame.select(
+            REASON, "patent_id", ROW, pl.col("patent_id").alias("p"), "sym",
+            pl.col("sym").cast(symbols).to_physical().cast(pl.UInt32).alias("__rank"),
             pl.col("cpc_sequence").str.to_integer(strict=False).alias("seq"),
             pl.col("cpc_type").alias("type"),
             _status(pl.when(~pl.col("__in_p")).then(1).otherwise(KEEP)),
         ), spec.pair)
-        bad = _pair_table(t, frame, "patent_id", spec, out, c, out.spill.dir.parent, say, seen, restart)
+        bad = _pair_table(t, frame, "patent_id", spec, out, c, out.dir.parent, say, seen, restart)
         return c, bad
 
     c, bad = table.run(run)
@@ -825,7 +824,8 @@ class _RankSpill:
         if not ends:
             return None
         data = memoryview((self.dir / f"{k}.arrows").read_bytes())
-        return pl.concat([pl.read_ipc_stream(io.BytesIO(data[a:b])) for a, b in itertools.pairwise(ends)])
+        return pl.concat([pl.read_ipc_stream(io.BytesIO(data[a:b])) for a, b in itertools.pairwise(ends)],
+                         rechunk=False)
 
     def write_csv(self, out: Path, transform: Callable[[int, pl.DataFrame], pl.DataFrame] | None = None) -> None:
         """Write every range sorted by rank (stably), through ``transform(k, rows)`` when given.
