@@ -38,7 +38,7 @@ import polars as pl
 
 from patentminer import __version__
 from patentminer.errors import ConfigError, InputError, OutputExistsError
-from patentminer.etl.ids import IdIndex
+from patentminer.etl.ids import IdIndex, with_fast_key
 from patentminer.etl.sources import REASON, ROW, Table, file_digest, find_sources
 
 #: Version of the import-CSV layout and graph model; bump when either changes.
@@ -343,19 +343,20 @@ def _write_patents(tables: dict[str, Table], kept: _KeptPatents, tmp: Path, work
     n = rank.size
     line = np.empty(n, dtype=np.int32)  # below 2^31: one line per patent
     line[np.argsort(rank, kind="stable")] = np.arange(n, dtype=np.int32)
-    # The line of each source row (-1: not kept), so a batch is placed and filtered by a gather.
+    # The line and rank key of each source row (-1: not kept), so a batch is placed by a gather; the
+    # spill leaves out the rows that are not kept.
     line_of_row = np.full(t.rows, -1, dtype=np.int32)
     line_of_row[kept.rows[ROW].to_numpy()] = line
+    rk_of_row = np.zeros(t.rows, dtype=np.int32)
+    rk_of_row[kept.rows[ROW].to_numpy()] = rank_keys(kept.rows["id"]).to_numpy()
     rows = _RankSpill(work, "patents", max(n - 1, 0), parts)
     text = [pl.col("patent_abstract").alias("abstract")] if kept.legacy else []
     frame = t.scan().select(ROW, pl.col("patent_id").alias("id"), *kept.columns, *text)
     for b in frame.collect_batches(chunk_size=_TEXT_BATCH):
-        at = line_of_row[b[ROW].to_numpy()]
-        # rk per batch, not in the streaming query: there it doubled the pass's memory (+380 MB at
-        # 3M patents, Polars 2.1), in line with the table instead of a batch.
-        rows.add(b.with_columns(rank_key(pl.col("id")).alias("rk"), pl.Series("__rank", at))
-                 .filter(pl.Series(at >= 0)).drop(ROW))
-    del line_of_row
+        source_rows = b[ROW].to_numpy()
+        rows.add(b.with_columns(pl.Series("rk", rk_of_row[source_rows]),
+                                pl.Series("__rank", line_of_row[source_rows])).drop(ROW))
+    del line_of_row, rk_of_row
     if kept.legacy:
         rows.write_csv(tmp / "patents.csv", lambda _k, df: df.select(_PATENT_COLUMNS))
         return
@@ -365,7 +366,7 @@ def _write_patents(tables: dict[str, Table], kept: _KeptPatents, tmp: Path, work
     def with_abstracts(k: int, df: pl.DataFrame) -> pl.DataFrame:
         # A range holds every line from its first on (each kept patent has a row), so an abstract's
         # place is its line minus the first: a gather instead of a join on the id strings.
-        a = abstracts.bucket(k)
+        a = abstracts.take(k)
         if a is None:
             return df.with_columns(pl.lit(None, dtype=pl.String).alias("abstract")).select(_PATENT_COLUMNS)
         at = np.full(df.height, -1, dtype=np.int64)
@@ -454,6 +455,20 @@ def rank_key(patent_id: pl.Expr) -> pl.Expr:
     prefix = patent_id.str.extract(r"^([A-Z]*)").fill_null("")
     offset = prefix.replace_strict(_RK_OFFSETS, default=800_000_000, return_dtype=pl.Int64)
     return (digits + offset + 1).clip(upper_bound=2_147_483_646)
+
+
+def rank_keys(ids: pl.Series) -> pl.Series:
+    """:func:`rank_key` of every id (Int32), the two regular expressions run only on the ids that
+    are not plain numbers: for those (over 90%) the key is the number's, plus one (0.5 -> 0.07 s for
+    3M ids).
+    """
+    frame = with_fast_key(pl.LazyFrame({"id": ids}), "id", "__k").with_columns(
+        ((pl.col("__k") % 200_000_000) + 1).clip(upper_bound=2_147_483_646).alias("rk")).collect()
+    others = frame["__k"].is_null()
+    if not others.any():
+        return frame["rk"].cast(pl.Int32)
+    slow = pl.select(rank_key(pl.lit(ids.filter(others)))).to_series()
+    return frame["rk"].scatter(others.arg_true(), slow).cast(pl.Int32)
 
 
 #: Rows per batch of the streamed relationship tables (memory is a few batches, whatever the table size).
@@ -808,8 +823,12 @@ class _RankSpill:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def add(self, df: pl.DataFrame) -> None:
+        """Append the rows of ``df`` to their ranges; rows with a negative ``__rank`` are left out
+        (cheaper than filtering them first: the partition copies the rows anyway)."""
         bucket = (pl.col("__rank").cast(pl.Int64) * self.parts // (self.ranks + 1)).alias("__bucket")
         for (k,), part in df.with_columns(bucket).partition_by("__bucket", as_dict=True, include_key=False).items():
+            if k < 0:
+                continue
             fh = self.files.get(k)
             if fh is None:
                 fh = self.files[k] = (self.dir / f"{k}.arrows").open("ab")
@@ -817,13 +836,22 @@ class _RankSpill:
             part.write_ipc_stream(fh)
             self.ends[k].append(fh.tell())
 
-    def bucket(self, k: int) -> pl.DataFrame | None:
-        """The rows of range ``k`` in the order they were added, or None when it has none."""
+    def take(self, k: int) -> pl.DataFrame | None:
+        """The rows of range ``k`` in the order they were added (None when it has none), once: the
+        range's file is removed as soon as it is read.
+
+        Removing it at once lets the output written next reuse its page-cache pages. Writing into
+        pages the kernel has not used lately was ~8x slower on our VMs (dd of 1 GB: 0.35 GB/s into
+        fresh pages, 4 GB/s into just-freed ones); at 3M patents 1.9 GB of spills are read while 1.4
+        GB of output is written.
+        """
         self._close()
-        ends = self.ends.get(k)
+        ends = self.ends.pop(k, None)
         if not ends:
             return None
-        data = memoryview((self.dir / f"{k}.arrows").read_bytes())
+        path = self.dir / f"{k}.arrows"
+        data = memoryview(path.read_bytes())
+        path.unlink()
         return pl.concat([pl.read_ipc_stream(io.BytesIO(data[a:b])) for a, b in itertools.pairwise(ends)],
                          rechunk=False)
 
@@ -836,7 +864,7 @@ class _RankSpill:
         with out.open("wb") as fh, ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-write") as writer:
             pending: Future[None] | None = None
             for k in range(self.parts):
-                part = self.bucket(k)
+                part = self.take(k)
                 if part is None:
                     continue
                 part = part.sort("__rank", maintain_order=True)

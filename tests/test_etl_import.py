@@ -449,3 +449,16 @@ def test_unwind_import_gives_the_same_graph(etl_out: tuple[Path, dict[str, Any]]
 def test_bad_input_from_library_is_typed(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="is not a directory"):
         run_etl(tmp_path / "missing", tmp_path / "o", EtlOptions())
+
+
+@pytest.mark.parametrize("ids", [
+    ["3930271", "D900001", "D0900001", "PP12345", "RE48000", "0123", "H002000", "X-odd", "1", "999999999999",
+     "12345678901234567890", "T100", "AI1", "7 5", "+12", "-5", "200000000", "199999999"],
+    ["3930271", "10000000"],
+    [],
+])
+def test_rank_keys_equal_rank_key(ids: list[str]) -> None:
+    """The fast path for plain numeric ids gives exactly the keys of the regular expressions."""
+    series = pl.Series(ids, dtype=pl.String)
+    expected = pl.select(convert.rank_key(pl.lit(series))).to_series().to_list() if ids else []
+    assert convert.rank_keys(series).to_list() == expected
