@@ -101,8 +101,17 @@ def warm(source: Path) -> None:
                 pass
 
 
-def measure_once(name: str, source: Path) -> dict[str, float]:
+def measure_once(name: str, source: Path, settle: float = 0.0) -> dict[str, float]:
+    """One run of contender ``name`` in its own process.
+
+    ``settle``: seconds to wait after reading the input. On our VMs, writing into memory pages the
+    guest has not used lately costs ~2 s per GB (dd of 1 GB: ~0.5 GB/s; 4.5 GB/s right after
+    another 1 GB file was deleted; ~0.5 GB/s again 30 s later), so a contender that starts right
+    after the previous one deleted its output writes faster than one that starts later. Waiting
+    ~20 s lets every contender start from the same, slow state.
+    """
     warm(source)
+    time.sleep(settle)
     out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     try:
         proc = subprocess.run([sys.executable, __file__, "--child", name, "--source", str(source), "--out", str(out)],
@@ -113,9 +122,9 @@ def measure_once(name: str, source: Path) -> dict[str, float]:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def measure(name: str, source: Path, repeat: int) -> dict[str, Any]:
+def measure(name: str, source: Path, repeat: int, settle: float = 0.0) -> dict[str, Any]:
     """The median run of ``repeat`` (by wall time); the others are listed, since this machine is noisy."""
-    runs = sorted((measure_once(name, source) for _ in range(repeat)), key=lambda r: r["seconds"])
+    runs = sorted((measure_once(name, source, settle) for _ in range(repeat)), key=lambda r: r["seconds"])
     median = dict(runs[len(runs) // 2])
     median["runs_s"] = [r["seconds"] for r in runs]
     return median
@@ -127,6 +136,9 @@ def main() -> None:
     ap.add_argument("--patents", type=int, default=1_000_000, help="Generate this many patents when no --source.")
     ap.add_argument("--only", nargs="*", default=list(RUNNERS), choices=list(RUNNERS))
     ap.add_argument("--repeat", type=int, default=1, help="Runs per contender; the median is reported.")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="Seconds to wait before each run, so that no run starts in the memory freed by the "
+                         "one before (see measure_once); 20 is enough on our VMs.")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -145,7 +157,7 @@ def main() -> None:
     for t in ("g_patent", "g_us_patent_citation", "g_cpc_current"):
         with (source / f"{t}.tsv").open("rb") as fh:
             rows[t] = sum(1 for _ in fh) - 1
-    results = {name: measure(name, source, args.repeat) for name in args.only}
+    results = {name: measure(name, source, args.repeat, args.settle) for name in args.only}
     report = {"input_bytes": sizes, "input_lines": rows, "results": results}
     if "ours" in results:
         o = results["ours"]
