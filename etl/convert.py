@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import polars as pl
@@ -876,9 +876,8 @@ class _RankSpill:
         data = pa.memory_map(str(path)).read_buffer()
         path.unlink()
         streams = [pa_ipc.open_stream(data.slice(a, b - a)).read_all() for a, b in itertools.pairwise(ends)]
-        frame = pl.from_arrow(pa.concat_tables(streams), rechunk=False)
-        assert isinstance(frame, pl.DataFrame)
-        return frame
+        # A Table always comes back as a DataFrame (from_arrow is typed for Arrays too).
+        return cast(pl.DataFrame, pl.from_arrow(pa.concat_tables(streams), rechunk=False))
 
     def write_csv(self, out: Path, transform: Callable[[int, pl.DataFrame], pl.DataFrame] | None = None) -> None:
         """Write every range sorted by rank (stably), through ``transform(k, rows)`` when given.
