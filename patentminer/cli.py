@@ -301,14 +301,18 @@ def etl_cmd(source_dir: Path, out_dir: Path, keep_withdrawn: bool, max_reject_ra
     c = manifest["counts"]
     g = manifest["graph"]
     click.echo(f"ETL done in {manifest['timings_s']['total']:.1f}s -> {out_dir}")
-    click.echo(f"  patents: {c['patents']['rows_read']:,} read, {c['patents']['written']:,} kept "
-               f"({c['patents']['duplicate_id']:,} duplicate ids, {c['patents']['withdrawn_dropped']:,} withdrawn "
-               "dropped)")
+    # Each line's dropped counts add up to read - kept.
+    p = c["patents"]
+    click.echo(f"  patents: {p['rows_read']:,} read, {p['written']:,} kept (dropped: {p['duplicate_id']:,} duplicate "
+               f"ids, {p['withdrawn_dropped']:,} withdrawn, {p['rejected']:,} rejected)")
     ci = c["citations"]
-    click.echo(f"  citations: {ci['rows_read']:,} read, {ci['written']:,} kept ({ci['dangling_cited']:,} to "
-               f"patents outside the table, {ci['self_citation']:,} self, {ci['repeated_pair']:,} repeated, "
-               f"{ci['bad_date']:,} bad dates dropped)")
-    click.echo(f"  cpc: {c['cpc']['rows_read']:,} read, {c['cpc']['written']:,} kept; nodes "
+    click.echo(f"  citations: {ci['rows_read']:,} read, {ci['written']:,} kept (dropped: {ci['dangling_citing']:,} "
+               f"from and {ci['dangling_cited']:,} to patents outside the graph, {ci['self_citation']:,} self, "
+               f"{ci['repeated_pair']:,} repeated, {ci['rejected']:,} rejected); {ci['bad_date']:,} kept without "
+               "their bad or partial date")
+    cp = c["cpc"]
+    click.echo(f"  cpc: {cp['rows_read']:,} read, {cp['written']:,} kept (dropped: {cp['unknown_patent']:,} for "
+               f"patents outside the graph, {cp['repeated_pair']:,} repeated, {cp['rejected']:,} rejected); nodes "
                + ", ".join(f"{k} {v:,}" for k, v in g["nodes"].items() if k != "Patent"))
     click.echo(f"  rejects: {manifest['rejects']['rows']:,} rows ({manifest['rejects']['rate']:.4%}) in "
                f"{out_dir / 'rejects.tsv'}")

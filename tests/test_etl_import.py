@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -293,6 +294,21 @@ def test_keep_withdrawn(source: Path, tmp_path: Path) -> None:
     m = run_etl(source, tmp_path, EtlOptions(keep_withdrawn=True))
     p = m["counts"]["patents"]
     assert p["withdrawn_dropped"] == 0 and p["written"] == p["rows_read"] - p["rejected"] - p["duplicate_id"]
+
+
+def test_summary_counts_add_up(source: Path, tmp_path: Path) -> None:
+    """Each line of the etl summary: read - kept = the dropped counts it lists, none missing."""
+    result = CliRunner().invoke(main, ["etl", str(source), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = {line.split(":")[0].strip(): line for line in result.output.splitlines()
+             if line.strip().startswith(("patents:", "citations:", "cpc:"))}
+    assert set(lines) == {"patents", "citations", "cpc"}
+    for name, line in lines.items():
+        head, dropped = line.split("(dropped: ", 1)
+        read, kept = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:read|kept)", head))
+        numbers = [int(n.replace(",", "")) for n in re.findall(r"(?<![\w/])(\d[\d,]*)", dropped.split(")")[0])]
+        assert read - kept == sum(numbers), (name, line)
+    assert "from and" in lines["citations"] and "without their bad or partial date" in lines["citations"]
 
 
 def test_synth_is_deterministic(tmp_path: Path) -> None:
