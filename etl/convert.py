@@ -720,6 +720,8 @@ def _citations(table: Table, index: IdIndex, tmp: Path, counts: dict[str, dict[s
     counts["citations"] = c
 
 
+#: What a CPC symbol (subgroup) looks like; the hierarchy levels are cut out of it by position.
+_SYMBOL_RE = r"^[A-HY]\d\d[A-Z]\d+/\d+$"
 #: A CPC symbol as the graph keys it (PatentsView pads some main groups with spaces: ``A01B   1/00``).
 _SYMBOL = pl.col("cpc_group").str.replace_all(" ", "", literal=True)
 
@@ -777,11 +779,19 @@ def _cpc(table: Table, index: IdIndex, out: _RankSpill, symbols: pl.Enum, counts
 
     # The symbol travels as its rank (4 bytes instead of a 16-byte string view: the spill of
     # classified_as rows is a quarter smaller) and is looked up again when the CSV is written.
-    spec = PairSpec(("p", "__rank"), {1: "unknown_patent"}, ["p", "seq", "type", "__rank"])
+    spec = PairSpec(("p", "__rank"), {1: "unknown_patent", 2: "malformed_symbol"}, ["p", "seq", "type", "__rank"])
+    # Rows whose symbol is not a CPC symbol are dropped (and counted) here, not only left out of the
+    # hierarchy: their CLASSIFIED_AS would point at no node, and the import's count check would fail.
+    names = pl.Series(symbols.categories)
+    malformed = names.filter(~names.str.contains(_SYMBOL_RE))
+    status: Any = pl.when(~pl.col("__in_p")).then(1)
+    if malformed.len():  # a string test per row, so only when some symbol is malformed
+        status = status.when(_SYMBOL.is_in(malformed.implode())).then(2)
 
     def run(t: Table) -> tuple[dict[str, int], list[pl.DataFrame]]:
         restart()
-        c = {"rows_read": 0, "rejected": 0, "unknown_patent": 0, "repeated_pair": 0, "written": 0}
+        c = {"rows_read": 0, "rejected": 0, "unknown_patent": 0, "malformed_symbol": 0, "repeated_pair": 0,
+             "written": 0}
         # The symbol's rank is cast in the streaming query, on all cores: on the main thread, per
         # batch, the cast rebuilt the Enum's lookup every time (~50 ms per 250,000 rows).
         frame = _with_hashes(index.with_member(t.scan(), "patent_id", "__in_p").select(
@@ -789,7 +799,7 @@ def _cpc(table: Table, index: IdIndex, out: _RankSpill, symbols: pl.Enum, counts
             _SYMBOL.cast(symbols).to_physical().cast(pl.UInt32).alias("__rank"),
             pl.col("cpc_sequence").str.to_integer(strict=False).alias("seq"),
             pl.col("cpc_type").alias("type"),
-            _status(pl.when(~pl.col("__in_p")).then(1).otherwise(KEEP)),
+            _status(status.otherwise(KEEP)),
         ), spec.pair)
         bad = _pair_table(t, frame, "patent_id", spec, out, c, out.dir.parent, say, seen, restart)
         return c, bad
@@ -950,10 +960,8 @@ def _cpc_titles(tables: dict[str, Table], counts: dict[str, dict[str, int]],
 
 def _hierarchy(symbols: pl.DataFrame, titles: dict[str, str], tmp: Path,
                counts: dict[str, dict[str, int]]) -> dict[str, int]:
-    """CPC nodes from the symbols in use, each level PART_OF its parent."""
-    s = symbols.filter(pl.col("sym").str.contains(r"^[A-HY]\d\d[A-Z]\d+/\d+$"))
-    counts["cpc"]["malformed_symbol"] = symbols.height - s.height
-    s = s.with_columns(
+    """CPC nodes from the symbols in use (well-formed: see :func:`_cpc`), each level PART_OF its parent."""
+    s = symbols.with_columns(
         grp=pl.col("sym").str.split("/").list.first() + "/00",
         sub=pl.col("sym").str.slice(0, 4), cls=pl.col("sym").str.slice(0, 3), sec=pl.col("sym").str.slice(0, 1))
     title = lambda col: pl.col(col).replace_strict(titles, default=None, return_dtype=pl.String)  # noqa: E731

@@ -188,6 +188,27 @@ def test_manifest_has_counts_hashes_and_schema(etl_out: tuple[Path, dict[str, An
     c = m["counts"]["citations"]
     assert c["rows_read"] == (c["rejected"] + c["self_citation"] + c["dangling_citing"] + c["dangling_cited"]
                               + c["repeated_pair"] + c["written"])
+    c = m["counts"]["cpc"]
+    assert c["rows_read"] == (c["rejected"] + c["unknown_patent"] + c["malformed_symbol"] + c["repeated_pair"]
+                              + c["written"])
+
+
+def test_malformed_cpc_symbols_are_dropped_and_counted(source: Path, tmp_path: Path) -> None:
+    """A cpc_group that is no CPC symbol gets no node, so its rows are dropped (not written as
+    CLASSIFIED_AS to a node that does not exist) and counted."""
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    path = src / "g_cpc_current.tsv"
+    lines = path.read_text(encoding="utf-8", errors="surrogateescape").split("\n")
+    pid = lines[1].split("\t")[0]
+    # Next to the patent's own rows, so the table stays grouped by patent.
+    bad = [f'{pid}\t90\t"F"\t"F24"\t"F24C"\t"{sym}"\t"additional"' for sym in ("F24C", "f24c11/00", "F24C11-00")]
+    path.write_text("\n".join(lines[:2] + bad + lines[2:]), encoding="utf-8", errors="surrogateescape")
+    m = run_etl(src, tmp_path / "out", EtlOptions())
+    assert m["counts"]["cpc"]["malformed_symbol"] == 3
+    ends = {row.split(",")[1] for row in (tmp_path / "out" / "classified_as.csv").read_text().splitlines()}
+    codes = {row.split(",")[0] for row in (tmp_path / "out" / "cpc_subgroups.csv").read_text().splitlines()}
+    assert ends <= codes and not {"F24C", "f24c11/00", "F24C11-00"} & ends
 
 
 def test_legacy_layout_zip_gives_same_csvs(etl_out: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
