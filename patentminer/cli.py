@@ -312,8 +312,8 @@ def etl_cmd(source_dir: Path, out_dir: Path, keep_withdrawn: bool, max_reject_ra
                "their bad or partial date")
     cp = c["cpc"]
     click.echo(f"  cpc: {cp['rows_read']:,} read, {cp['written']:,} kept (dropped: {cp['unknown_patent']:,} for "
-               f"patents outside the graph, {cp['malformed_symbol']:,} not CPC symbols, {cp['repeated_pair']:,} repeated, "
-               f"{cp['rejected']:,} rejected); nodes "
+               f"patents outside the graph, {cp['malformed_symbol']:,} not CPC symbols, "
+               f"{cp['repeated_pair']:,} repeated, {cp['rejected']:,} rejected); nodes "
                + ", ".join(f"{k} {v:,}" for k, v in g["nodes"].items() if k != "Patent"))
     click.echo(f"  rejects: {manifest['rejects']['rows']:,} rows ({manifest['rejects']['rate']:.4%}) in "
                f"{out_dir / 'rejects.tsv'}")
