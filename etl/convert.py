@@ -179,7 +179,7 @@ def _run_etl(source_dir: Path, out_dir: Path, options: EtlOptions, progress: Pro
         timed("cpc order", lambda: ranked.write_csv(tmp / "classified_as.csv", lambda _k, df: df.select(
             "p", names.gather(df["__rank"]).alias("sym"), "seq", "type")))
         timed("patent text", lambda: _write_patents(tables, kept, tmp, work, order, counts, rejects))
-        graph_nodes = timed("cpc hierarchy", lambda: _hierarchy(symbols, titles, tmp, counts))
+        graph_nodes = timed("cpc hierarchy", lambda: _hierarchy(symbols, titles, tmp))
         for t in tables.values():
             t.discard()
         source_info = {name: {"file": src.path.name, "bytes": src.path.stat().st_size,
@@ -958,8 +958,7 @@ def _cpc_titles(tables: dict[str, Table], counts: dict[str, dict[str, int]],
     return titles
 
 
-def _hierarchy(symbols: pl.DataFrame, titles: dict[str, str], tmp: Path,
-               counts: dict[str, dict[str, int]]) -> dict[str, int]:
+def _hierarchy(symbols: pl.DataFrame, titles: dict[str, str], tmp: Path) -> dict[str, int]:
     """CPC nodes from the symbols in use (well-formed: see :func:`_cpc`), each level PART_OF its parent."""
     s = symbols.with_columns(
         grp=pl.col("sym").str.split("/").list.first() + "/00",
