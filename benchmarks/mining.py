@@ -4,7 +4,11 @@ Measures, in one run on the same graph:
 - our miner (citation-cpc, K=3) on n and 2n anchors: anchors/s and the 2n/n time ratio (linearity);
 - the PatentCL pattern: anchors paged with SKIP/LIMIT, one query per page, a cited patent sharing a CPC
   subclass as positive and the first other patent as "negative"; pages are timed at offsets spread over
-  the whole Patent table, as a full run would visit them.
+  the whole Patent table, as a full run would visit them;
+- the same paging with our work: citation-cpc's released query (hard negatives and guard included) with
+  its ``UNWIND $ids`` head replaced by PatentCL's ``SKIP/LIMIT`` page, against the same query sent the
+  same page's anchor ids, one session each: what the paging pattern itself costs or saves when the
+  anchors and the work per anchor are equal.
 
     .venv/bin/patentminer import data/import-1m --overwrite     # a >= 1M patent graph
     .venv/bin/python benchmarks/mining.py --anchors 20000
@@ -23,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from patentminer.cypher.connection import Graph
-from patentminer.cypher.mining import MineOptions, mine
+from patentminer.cypher.mining import MineOptions, mine, multiplier
+from patentminer.cypher.registry import Registry
 
 PATENTCL_PAGE = """
 MATCH (anchor:Patent)
@@ -61,7 +66,7 @@ def run_ours(graph: Graph, n: int, workers: int, strategy: str = "citation-cpc",
             "total_s": t["total"], "anchors_per_s": round(n / (t["mine"] + t.get("order", 0.0)), 1)}
 
 
-def run_patentcl(graph: Graph, page: int, pages: int) -> dict[str, float]:
+def run_patentcl(graph: Graph, page: int, pages: int) -> dict[str, Any]:
     total = graph.count("MATCH (p:Patent) RETURN count(p) AS c")
     offsets = [int(total * i / pages) for i in range(pages)]
     seconds = 0.0
@@ -74,6 +79,39 @@ def run_patentcl(graph: Graph, page: int, pages: int) -> dict[str, float]:
     return {"anchors": anchors, "rows": rows, "seconds": round(seconds, 2),
             "anchors_per_s": round(anchors / seconds, 1), "offsets": offsets,
             "projected_full_run_h": round(total / (anchors / seconds) / 3600, 2)}
+
+
+_UNWIND_HEAD = "UNWIND $ids AS aid\nMATCH (a:Patent {id: aid})\n"
+
+
+def run_patentcl_paging(graph: Graph, page: int, pages: int, seed: int = 1) -> dict[str, Any]:
+    """citation-cpc (latest) on the PatentCL pattern's pages, two ways, one session each: paged PatentCL's
+    way (``SKIP $skip LIMIT $limit`` in the query) and as our miner sends a batch (``UNWIND $ids`` of the
+    same page's anchors). The page is the same, so only the paging differs; which way runs first
+    alternates from page to page, so neither always meets a warmer cache.
+    """
+    query = Registry.load().latest("citation-cpc")
+    if not query.body.startswith(_UNWIND_HEAD):
+        raise SystemExit(f"{query.ref} no longer starts with the UNWIND head this benchmark replaces")
+    paged = "MATCH (a:Patent)\nWITH a SKIP $skip LIMIT $limit\n" + query.body[len(_UNWIND_HEAD):]
+    params = {"k": 3, "pos_mul": multiplier(seed, "positive"), "neg_mul": multiplier(seed, "negative")}
+    total = graph.count("MATCH (p:Patent) RETURN count(p) AS c")
+    offsets = [int(total * i / pages) for i in range(pages)]
+    seconds = {"skip_limit": 0.0, "unwind_ids": 0.0}
+    rows = {"skip_limit": 0, "unwind_ids": 0}
+    for i, skip in enumerate(offsets):
+        ids = [r["id"] for r in graph.read("MATCH (a:Patent) WITH a SKIP $skip LIMIT $limit RETURN a.id AS id",
+                                           {"skip": skip, "limit": page})]
+        runs: list[tuple[str, str, dict[str, Any]]] = [("skip_limit", paged, {**params, "skip": skip, "limit": page}),
+                ("unwind_ids", query.body, {**params, "ids": ids})]
+        for key, body, p in (runs if i % 2 == 0 else runs[::-1]):
+            t0 = time.perf_counter()
+            rows[key] += len(graph.read(body, p))
+            seconds[key] += time.perf_counter() - t0
+    anchors = page * pages
+    return {"query": query.ref, "anchors": anchors, "rows": rows, "offsets": offsets,
+            "seconds": {k: round(v, 2) for k, v in seconds.items()},
+            "anchors_per_s": {k: round(anchors / v, 1) for k, v in seconds.items()}}
 
 
 def main() -> None:
@@ -103,10 +141,11 @@ def main() -> None:
             n2 = run_ours(graph, 2 * args.anchors, args.workers, strategy, args.batch_size)
             runs.append({"n": n, "2n": n2, "time_ratio_2n_over_n": round(n2["mine_s"] / n["mine_s"], 2)})
         cl = run_patentcl(graph, args.patentcl_page, args.patentcl_pages) if args.patentcl_pages else None
+        paged = run_patentcl_paging(graph, args.patentcl_page, args.patentcl_pages) if args.patentcl_pages else None
     for r in runs:
         r["speedup_vs_patentcl"] = round(r["2n"]["anchors_per_s"] / cl["anchors_per_s"], 2) if cl else None
     report = {"graph": size, "workers": args.workers, "batch_size": args.batch_size, "warmup": warmup, "ours": runs,
-              "patentcl": cl}
+              "patentcl": cl, "patentcl_paging_same_work": paged}
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -126,6 +165,11 @@ def main() -> None:
         return
     print(f"PatentCL pattern: {cl['anchors']:,} anchors in {cl['seconds']:.1f}s = {cl['anchors_per_s']:,} anchors/s "
           f"(pages at offsets {cl['offsets']}); full run ~{cl['projected_full_run_h']} h")
+    if paged:
+        rate = paged["anchors_per_s"]
+        print(f"Same pages, our work ({paged['query']}, 1 session): SKIP/LIMIT paging {rate['skip_limit']:,} "
+              f"anchors/s, UNWIND $ids {rate['unwind_ids']:,} anchors/s "
+              f"(x{rate['unwind_ids'] / rate['skip_limit']:.2f})")
 
 
 if __name__ == "__main__":
