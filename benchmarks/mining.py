@@ -102,8 +102,10 @@ def run_patentcl_paging(graph: Graph, page: int, pages: int, seed: int = 1) -> d
     for i, skip in enumerate(offsets):
         ids = [r["id"] for r in graph.read("MATCH (a:Patent) WITH a SKIP $skip LIMIT $limit RETURN a.id AS id",
                                            {"skip": skip, "limit": page})]
-        runs: list[tuple[str, str, dict[str, Any]]] = [("skip_limit", paged, {**params, "skip": skip, "limit": page}),
-                ("unwind_ids", query.body, {**params, "ids": ids})]
+        runs: list[tuple[str, str, dict[str, Any]]] = [
+            ("skip_limit", paged, {**params, "skip": skip, "limit": page}),
+            ("unwind_ids", query.body, {**params, "ids": ids}),
+        ]
         for key, body, p in (runs if i % 2 == 0 else runs[::-1]):
             t0 = time.perf_counter()
             rows[key] += len(graph.read(body, p))
