@@ -6,12 +6,14 @@ Prints a table and the ratios.
 
     .venv/bin/python benchmarks/etl.py --patents 1000000          # generates data first
     .venv/bin/python benchmarks/etl.py --source /tmp/syn1m --json
+    .venv/bin/python benchmarks/etl.py --source /tmp/syn1m --cpus 1   # every contender on one core
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -88,7 +90,11 @@ def run_floor(source: Path, out: Path) -> None:
 RUNNERS = {"ours": run_ours, "pandas": run_pandas, "floor": run_floor}
 
 
-def child(name: str, source: Path, out: Path) -> None:
+def child(name: str, source: Path, out: Path, cpus: int | None = None) -> None:
+    if cpus:
+        # Before Polars is imported: its thread pool is sized from the CPUs this process may use.
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cpus])
+        os.environ["POLARS_MAX_THREADS"] = str(cpus)
     t0 = time.perf_counter()
     RUNNERS[name](source, out)
     wall = time.perf_counter() - t0
@@ -110,7 +116,7 @@ def warm(source: Path) -> None:
                 pass
 
 
-def measure_once(name: str, source: Path, settle: float = 0.0) -> dict[str, float]:
+def measure_once(name: str, source: Path, settle: float = 0.0, cpus: int | None = None) -> dict[str, float]:
     """One run of contender ``name`` in its own process.
 
     ``settle``: seconds to wait after reading the input. On our VMs, writing into memory pages the
@@ -118,23 +124,28 @@ def measure_once(name: str, source: Path, settle: float = 0.0) -> dict[str, floa
     another 1 GB file was deleted; ~0.5 GB/s again 30 s later), so a contender that starts right
     after the previous one deleted its output writes faster than one that starts later. Waiting
     ~20 s lets every contender start from the same, slow state.
+
+    ``cpus``: run on that many of this machine's cores (the first ones), to see how a contender
+    scales with cores.
     """
     warm(source)
     time.sleep(settle)
     out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--source", str(source), "--out", str(out)],
-                              capture_output=True, text=True, check=True)
+        cmd = [sys.executable, __file__, "--child", name, "--source", str(source), "--out", str(out)]
+        if cpus:
+            cmd += ["--cpus", str(cpus)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
         return result
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def measure(name: str, source: Path, repeat: int, settle: float = 0.0) -> dict[str, Any]:
+def measure(name: str, source: Path, repeat: int, settle: float = 0.0, cpus: int | None = None) -> dict[str, Any]:
     """The median run of ``repeat`` (by wall time); the others are listed, since this machine is noisy."""
-    runs = sorted((measure_once(name, source, settle) for _ in range(repeat)), key=lambda r: r["seconds"])
-    median = dict(runs[len(runs) // 2])
+    runs = sorted((measure_once(name, source, settle, cpus) for _ in range(repeat)), key=lambda r: r["seconds"])
+    median: dict[str, Any] = dict(runs[len(runs) // 2])
     median["runs_s"] = [r["seconds"] for r in runs]
     return median
 
@@ -148,12 +159,13 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=0.0,
                     help="Seconds to wait before each run, so that no run starts in the memory freed by the "
                          "one before (see measure_once); 20 is enough on our VMs.")
+    ap.add_argument("--cpus", type=int, help="Run every contender on this many cores (default: all).")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.source, args.out)
+        child(args.child, args.source, args.out, args.cpus)
         return
     source = args.source
     if source is None:
@@ -166,8 +178,12 @@ def main() -> None:
     for t in ("g_patent", "g_us_patent_citation", "g_cpc_current"):
         with (source / f"{t}.tsv").open("rb") as fh:
             rows[t] = sum(1 for _ in fh) - 1
-    results = {name: measure(name, source, args.repeat, args.settle) for name in args.only}
-    report = {"input_bytes": sizes, "input_lines": rows, "results": results}
+    available = len(os.sched_getaffinity(0))
+    if args.cpus is not None and not 1 <= args.cpus <= available:
+        ap.error(f"--cpus must be between 1 and {available} (the cores this process may use), got {args.cpus}")
+    results = {name: measure(name, source, args.repeat, args.settle, args.cpus) for name in args.only}
+    report: dict[str, Any] = {"input_bytes": sizes, "input_lines": rows, "cpus": args.cpus or available,
+                              "results": results}
     if "ours" in results:
         o = results["ours"]
         report["ratios"] = {
@@ -177,7 +193,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"input: {sum(sizes.values()) / 1e9:.2f} GB; lines: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+    print(f"input: {sum(sizes.values()) / 1e9:.2f} GB; lines: " + ", ".join(f"{k} {v:,}" for k, v in rows.items())
+          + f"; cores: {report['cpus']}")
     print(f"{'contender':<10} {'seconds':>9} {'peak RSS MB':>12}")
     for name, r in results.items():
         print(f"{name:<10} {r['seconds']:>9.1f} {r['peak_rss_mb']:>12.0f}   runs: {r['runs_s']}")
