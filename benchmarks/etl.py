@@ -164,6 +164,9 @@ def main() -> None:
     ap.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    available = len(os.sched_getaffinity(0))
+    if args.cpus is not None and not 1 <= args.cpus <= available:
+        ap.error(f"--cpus must be between 1 and {available} (the cores this process may use), got {args.cpus}")
     if args.child:
         child(args.child, args.source, args.out, args.cpus)
         return
@@ -178,9 +181,6 @@ def main() -> None:
     for t in ("g_patent", "g_us_patent_citation", "g_cpc_current"):
         with (source / f"{t}.tsv").open("rb") as fh:
             rows[t] = sum(1 for _ in fh) - 1
-    available = len(os.sched_getaffinity(0))
-    if args.cpus is not None and not 1 <= args.cpus <= available:
-        ap.error(f"--cpus must be between 1 and {available} (the cores this process may use), got {args.cpus}")
     results = {name: measure(name, source, args.repeat, args.settle, args.cpus) for name in args.only}
     report: dict[str, Any] = {"input_bytes": sizes, "input_lines": rows, "cpus": args.cpus or available,
                               "results": results}
