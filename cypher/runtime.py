@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import string
 import subprocess
@@ -35,6 +34,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+import psutil
+
 from patentminer.errors import RuntimeSetupError
 
 #: The one Neo4j line of the project; docker-compose.yml uses the same tag (a test checks).
@@ -42,8 +43,12 @@ NEO4J_VERSION = "5.26.30"
 NEO4J_USER = "neo4j"
 SERVER_MAIN = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_MAIN = "org.neo4j.server.startup.Neo4jAdminCommand"
-DEFAULT_HEAP = "2g"
-DEFAULT_PAGECACHE = "1g"
+#: Of the machine's memory, the share that automatic sizing offers Neo4j (heap and page cache together). The
+#: rest is for patentminer's own process (mining lists every anchor, training holds a model) and the OS.
+NEO4J_MEMORY_SHARE = 0.5
+#: Settings the runtime owns (the JVM is started with them); neo4j-extra.conf must not set them.
+_OWNED = ("server.memory.heap.", "server.memory.pagecache.size", "server.default_listen_address",
+          "server.bolt.listen_address", "dbms.security.auth_enabled")
 
 _JVM_FLAGS = (
     "-XX:+UseG1GC",
@@ -79,6 +84,8 @@ class ServerStatus:
     home: str
     version: str | None
     pid: int | None = None
+    heap: str | None = None
+    pagecache: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -121,9 +128,23 @@ def port_in_use(port: int) -> bool:
 
 def _process_cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
         return ""
+
+
+def parse_size(value: str) -> int:
+    """``2g``, ``512m``, ``4096k`` (case-insensitive) -> bytes."""
+    m = re.fullmatch(r"(\d+)([kmg])", value.strip().lower())
+    if not m:
+        raise RuntimeSetupError(f"{value!r} is not a size; use a number with k, m or g, like 2g.")
+    return int(m.group(1)) << {"k": 10, "m": 20, "g": 30}[m.group(2)]
+
+
+def format_size(n: int) -> str:
+    """Bytes -> the largest whole unit Neo4j accepts (``1536m``, ``2g``), rounded down to a megabyte."""
+    mb = max(1, n >> 20)
+    return f"{mb >> 10}g" if mb % 1024 == 0 else f"{mb}m"
 
 
 class Neo4jRuntime:
@@ -262,6 +283,7 @@ class Neo4jRuntime:
     def status(self) -> ServerStatus:
         pid = self._own_pid()
         port = self._state().get("bolt_port")
+        state = self._state()
         return ServerStatus(
             running=pid is not None,
             uri=f"bolt://127.0.0.1:{port}" if pid is not None and port else None,
@@ -270,6 +292,8 @@ class Neo4jRuntime:
             home=str(self.state_dir),
             version=self.installed_version(),
             pid=pid,
+            heap=str(state["heap"]) if pid is not None and state.get("heap") else None,
+            pagecache=str(state["pagecache"]) if pid is not None and state.get("pagecache") else None,
         )
 
     # -- admin -------------------------------------------------------------------
@@ -287,12 +311,15 @@ class Neo4jRuntime:
     def admin(self, *args: str, log: Path | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``neo4j-admin ARGS`` against this runtime's state directory."""
         self.require_installed()
-        self._write_conf(int(self._state().get("bolt_port", 0) or 0))  # type: ignore[call-overload]
+        state = self._state()
+        self._write_conf(int(state.get("bolt_port", 0) or 0),  # type: ignore[call-overload]
+                         str(state.get("heap") or "1g"), str(state.get("pagecache") or "512m"))
         return subprocess.run(self.admin_command(*args), env=self.admin_env(), cwd=self.state_dir,
                               capture_output=True, text=True)
 
     # -- start / stop ------------------------------------------------------------
-    def _write_conf(self, bolt_port: int, pagecache: str = DEFAULT_PAGECACHE) -> None:
+    def _write_conf(self, bolt_port: int, heap: str = "1g", pagecache: str = "512m") -> None:
+        """neo4j.conf for this start. The heap written here is the -Xmx the JVM is started with: one value."""
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         lines = [
             "# Written by patentminer at every start; edit neo4j-extra.conf for your own settings.",
@@ -305,14 +332,21 @@ class Neo4jRuntime:
             "dbms.security.auth_enabled=true",
             "dbms.usage_report.enabled=false",
             f"server.memory.pagecache.size={pagecache}",
-            "server.memory.heap.max_size=1g",
+            f"server.memory.heap.initial_size={heap}",
+            f"server.memory.heap.max_size={heap}",
             "server.directories.logs=logs",
             "server.directories.import=import",
             "db.tx_log.rotation.retention_policy=2 files",
         ]
         extra = self.conf_dir / "neo4j-extra.conf"
         if extra.exists():
-            lines.append(extra.read_text())
+            text = extra.read_text()
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip().startswith(_OWNED):
+                    raise RuntimeSetupError(
+                        f"{extra}:{number}: {line.split('=')[0].strip()} is set by patentminer; remove the line and "
+                        "use `patentminer neo4j start --heap/--pagecache` (or PATENTMINER_NEO4J_HEAP/_PAGECACHE).")
+            lines.append(text)
         (self.conf_dir / "neo4j.conf").write_text("\n".join(lines) + "\n")
 
     def _ensure_password(self) -> None:
@@ -327,6 +361,31 @@ class Neo4jRuntime:
         with os.fdopen(fd, "w") as fh:
             fh.write(password + "\n")
 
+    def store_bytes(self) -> int:
+        """Bytes of the store files (every database and its transaction logs) under ``data/``."""
+        data = self.state_dir / "data"
+        return sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) if data.exists() else 0
+
+    def recommend_memory(self, total: int | None = None) -> tuple[str, str]:
+        """(heap, page cache) for this machine and store, for a start that is given no sizes.
+
+        ``neo4j-admin server memory-recommendation`` is asked for :data:`NEO4J_MEMORY_SHARE` of the
+        machine's memory (``total`` bytes, default: all of it); the page cache is then capped at the store
+        size plus a fifth (room to grow while a run writes), since cache beyond the store is never used.
+        """
+        total = total or psutil.virtual_memory().total
+        budget = int(total * NEO4J_MEMORY_SHARE)
+        proc = self.admin("server", "memory-recommendation", f"--memory={format_size(budget)}")
+        found = dict(re.findall(r"^(server\.memory\.heap\.max_size|server\.memory\.pagecache\.size)=(\S+)$",
+                                proc.stdout, flags=re.M))
+        if proc.returncode != 0 or len(found) != 2:
+            raise RuntimeSetupError("neo4j-admin server memory-recommendation failed: "
+                                    f"{(proc.stderr or proc.stdout).strip()[-300:]}; give --heap and --pagecache.")
+        heap = found["server.memory.heap.max_size"]
+        cache = parse_size(found["server.memory.pagecache.size"])
+        cache = min(cache, max(256 << 20, int(self.store_bytes() * 1.2)))
+        return heap, format_size(cache)
+
     def start(self, bolt_port: int = 0, heap: str | None = None, pagecache: str | None = None,
               timeout: float = 180.0) -> tuple[ServerStatus, bool]:
         """Start the server (or find it running); wait until Bolt accepts our password.
@@ -338,13 +397,20 @@ class Neo4jRuntime:
         if current.running:
             return current, False
         java = find_executable("java", "JAVA_HOME")
-        last = self._state()  # a restart (after an import, say) keeps the sizes of the last start
-        heap = heap or os.environ.get("PATENTMINER_NEO4J_HEAP") or str(last.get("heap") or DEFAULT_HEAP)
+        # Sizes given at the last start are kept across restarts (an import restarts the server); sizes
+        # chosen automatically are chosen again, since the store may have grown since.
+        last = self._state()
+        kept = last.get("sized") == "given"
+        heap = heap or os.environ.get("PATENTMINER_NEO4J_HEAP") or (str(last["heap"]) if kept else None)
         pagecache = (pagecache or os.environ.get("PATENTMINER_NEO4J_PAGECACHE")
-                     or str(last.get("pagecache") or DEFAULT_PAGECACHE))
+                     or (str(last["pagecache"]) if kept else None))
         for value, flag in ((heap, "--heap"), (pagecache, "--pagecache")):
-            if not re.fullmatch(r"\d+[kmgKMG]", value):
+            if value is not None and not re.fullmatch(r"\d+[kmgKMG]", value):
                 raise RuntimeSetupError(f"{flag} {value!r} is not a size; use a number with k, m or g, like 2g.")
+        sized = "given" if heap and pagecache else "auto"
+        if heap is None or pagecache is None:
+            auto_heap, auto_cache = self.recommend_memory()
+            heap, pagecache = heap or auto_heap, pagecache or auto_cache
         if bolt_port:
             if port_in_use(bolt_port):
                 raise RuntimeSetupError(
@@ -357,7 +423,7 @@ class Neo4jRuntime:
             port = previous if isinstance(previous, int) and not port_in_use(previous) else free_port()
         self._write_state(bolt_port=port, version=version, pid=None)
         self._ensure_password()
-        self._write_conf(port, pagecache)
+        self._write_conf(port, heap, pagecache)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.import_dir.mkdir(parents=True, exist_ok=True)
         console = self.logs_dir / "console.log"
@@ -366,7 +432,7 @@ class Neo4jRuntime:
         with console.open("ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.state_dir, start_new_session=True)
-        self._write_state(pid=proc.pid, started_at=time.time(), heap=heap, pagecache=pagecache)
+        self._write_state(pid=proc.pid, started_at=time.time(), heap=heap, pagecache=pagecache, sized=sized)
         self._wait_for_bolt(proc, port, timeout)
         return self.status(), True
 
@@ -402,22 +468,24 @@ class Neo4jRuntime:
                 return (errors or lines or [""])[-1][:300] + f" (see {path})"
         return f"no log in {self.logs_dir}"
 
-    def stop(self, timeout: float = 60.0) -> bool:
-        """Shut the server down cleanly (SIGTERM, then SIGKILL after ``timeout``).
+    def stop(self, timeout: float = 600.0) -> bool:
+        """Shut the server down cleanly (SIGTERM, then SIGKILL after ``timeout``: a full-size store's
+        checkpoint on shutdown takes minutes, and a killed server must recover its store on the next start).
 
         Returns False when it was not running. Only the JVM this runtime started is signalled.
         """
         pid = self._own_pid()
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)
+        proc = psutil.Process(pid)
+        proc.terminate()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._own_pid() is None or _is_zombie(pid):
                 break
             time.sleep(0.2)
         else:
-            os.kill(pid, signal.SIGKILL)
+            proc.kill()
         _reap(pid)
         self._write_state(pid=None)
         return True
@@ -425,8 +493,8 @@ class Neo4jRuntime:
 
 def _is_zombie(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except (OSError, IndexError):
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return True
 
 

@@ -46,7 +46,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory, neo4j_install_home: Path) 
     mp = pytest.MonkeyPatch()
     mp.setenv("NEO4J_HOME", str(neo4j_install_home))
     rt = Neo4jRuntime(root=tmp_path_factory.mktemp("pmhome"))
-    rt.start(heap="1g", pagecache="256m")
+    rt.start(heap="2g", pagecache="256m")
     status = rt.status()
     assert status.uri is not None
     mp.setenv("NEO4J_URI", status.uri)

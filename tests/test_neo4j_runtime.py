@@ -19,7 +19,7 @@ from neo4j.exceptions import AuthError
 from patentminer.cli import main
 from patentminer.cypher.connection import Graph, parse_param
 from patentminer.cypher.runtime import NEO4J_VERSION, Neo4jRuntime, new_password
-from patentminer.errors import GraphError, RuntimeSetupError
+from patentminer.errors import ConfigError, RuntimeSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,8 @@ def test_cli_lifecycle_in_its_own_home(tmp_path: Path, neo4j_install_home: Path)
         assert again.returncode == 0 and "already running" in again.stdout
 
         status = json.loads(pm("neo4j", "status", "--json", env=env).stdout)
-        assert set(status) == {"running", "uri", "user", "password_file", "home", "version"}
+        assert set(status) == {"running", "uri", "user", "password_file", "home", "version", "heap", "pagecache"}
+        assert (status["heap"], status["pagecache"]) == ("512m", "64m")
         assert status["running"] is True and status["version"] == NEO4J_VERSION
         pw_file = Path(status["password_file"])
         assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
@@ -158,7 +159,7 @@ def test_parse_param_types() -> None:
     assert parse_param('ids=["a","b"]') == ("ids", ["a", "b"])
     assert parse_param("name=abc") == ("name", "abc")
     assert parse_param('id="10000001"') == ("id", "10000001")
-    with pytest.raises(GraphError):
+    with pytest.raises(ConfigError):
         parse_param("1x=2")
 
 
@@ -178,3 +179,44 @@ def test_compose_matches_runtime_and_import_command() -> None:
         "neo4j-data", "neo4j-logs", "neo4j-import"}
     assert svc["env_file"] == ["neo4j.env"] and "healthcheck" in svc
     assert "NEO4J_AUTH=neo4j/neo4j" not in (ROOT / "neo4j.env.example").read_text()
+
+
+@pytest.mark.parametrize("uri", ["localhost:7687", "http://127.0.0.1:7474", "bolt://[::1", "bolt://host:port", ""])
+def test_malformed_neo4j_uri_is_one_line(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEO4J_URI", uri)
+    monkeypatch.setenv("NEO4J_PASSWORD", "x")
+    result = CliRunner().invoke(main, ["cypher", "RETURN 1"])
+    assert result.exit_code == 1
+    if uri == "":  # an empty NEO4J_URI means: not set, so the managed server is asked for
+        return
+    assert result.output == (f"Error: NEO4J_URI {uri!r} is not a Bolt URI; use bolt://HOST:PORT or "
+                             "neo4j://HOST:PORT (schemes: bolt, bolt+s, bolt+ssc, neo4j, neo4j+s, neo4j+ssc).\n")
+
+
+def test_memory_sized_from_machine_and_store(tmp_path: Path, neo4j_install_home: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """No sizes given: neo4j-admin's recommendation for half the machine, the page cache capped by the store."""
+    monkeypatch.setenv("NEO4J_HOME", str(neo4j_install_home))
+    rt = Neo4jRuntime(root=tmp_path)
+    heap, cache = rt.recommend_memory(total=48 << 30)  # a 24g budget: neo4j-admin says 8g heap, 10g cache
+    assert heap == "8g" and cache == "256m"  # an empty store needs no more than the floor
+    store = tmp_path / "server" / "data" / "databases" / "neo4j"
+    store.mkdir(parents=True)
+    with (store / "neostore.nodestore.db").open("wb") as fh:
+        fh.truncate(3 << 30)  # sparse: 3 GiB of store as far as sizes go
+    assert rt.recommend_memory(total=48 << 30) == ("8g", f"{int(3 * 1024 * 1.2)}m")
+    assert rt.recommend_memory(total=8 << 30)[1] == "512m"  # the recommendation itself is below the store
+
+
+def test_extra_conf_cannot_override_owned_settings(tmp_path: Path, neo4j_install_home: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEO4J_HOME", str(neo4j_install_home))
+    monkeypatch.setenv("PATENTMINER_HOME", str(tmp_path))
+    conf = tmp_path / "server" / "conf"
+    conf.mkdir(parents=True)
+    (conf / "neo4j-extra.conf").write_text("db.logs.query.enabled=OFF\nserver.memory.heap.max_size=16g\n")
+    result = CliRunner().invoke(main, ["neo4j", "start", "--heap", "512m", "--pagecache", "64m"])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {conf / 'neo4j-extra.conf'}:2: server.memory.heap.max_size is set by "
+                             "patentminer; remove the line and use `patentminer neo4j start --heap/--pagecache` (or "
+                             "PATENTMINER_NEO4J_HEAP/_PAGECACHE).\n")
