@@ -50,13 +50,17 @@ class SynthConfig:
     """What to generate.
 
     patents: rows of g_patent (before duplicates); citations_per_patent: mean citations
-    of a utility patent; layout: "current" (abstract in g_patent_abstract) or "legacy"
-    (patent_abstract inside g_patent); zip: write .tsv.zip; quirks: inject the dirt.
+    of a utility patent, drawn before repeated pairs are collapsed (the default gives about
+    15 citation rows per patent at full scale, as the real dump has); cpc_per_patent: mean
+    CPC rows per patent (the real dump: about 6); layout: "current" (abstract in
+    g_patent_abstract) or "legacy" (patent_abstract inside g_patent); zip: write .tsv.zip;
+    quirks: inject the dirt.
     """
 
     patents: int
     seed: int = 0
-    citations_per_patent: float = 10.0
+    citations_per_patent: float = 11.0
+    cpc_per_patent: float = 6.0
     layout: str = "current"
     zip: bool = False
     quirks: bool = True
@@ -67,7 +71,9 @@ class SynthConfig:
         if self.layout not in ("current", "legacy"):
             raise ConfigError(f"layout {self.layout!r} is not valid; use 'current' or 'legacy'.")
         if not 0 < self.citations_per_patent <= 200:
-            raise ConfigError("citations_per_patent must be in (0, 200].")
+            raise ConfigError(f"--citations-per-patent {self.citations_per_patent}: use a number in (0, 200].")
+        if not 1 <= self.cpc_per_patent <= 50:
+            raise ConfigError(f"--cpc-per-patent {self.cpc_per_patent}: use a number in [1, 50].")
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,45 @@ def split_symbol(symbol: str) -> tuple[str, str, str, str]:
 def _clean_words(title: str) -> list[str]:
     title = re.sub(r"\([^)]*\)|\{|\}|\[[^\]]*\]", " ", title)
     return [w for w in re.findall(r"[A-Za-z][A-Za-z-]+", title.lower()) if w not in _STOP and len(w) > 2]
+
+
+@dataclass(frozen=True)
+class _CpcPools:
+    """Where a patent's further CPC symbols come from, as flat index arrays into ``symbols``: the
+    level-0/1 symbols of each topic's main group (``group_*``, by main group), of each chosen subclass
+    (``sub_*``, by subclass), and the world's topics (``topic_sym``)."""
+
+    symbols: pl.Series
+    topic_sym: np.ndarray
+    topic_group: np.ndarray
+    group_idx: np.ndarray
+    group_off: np.ndarray
+    group_len: np.ndarray
+    sub_idx: np.ndarray
+    sub_off: np.ndarray
+    sub_len: np.ndarray
+
+
+def _flat(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lens = np.array([len(x) for x in lists], dtype=np.int64)
+    off = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    return np.array([i for x in lists for i in x], dtype=np.int64), off, lens
+
+
+def _pools(scheme: CpcScheme, topics: list[str], chosen_subs: list[str]) -> _CpcPools:
+    place = {sym: i for i, sym in enumerate(scheme.topics)}
+    by_group: dict[str, list[int]] = {}
+    by_sub: dict[str, list[int]] = {}
+    for i, sym in enumerate(scheme.topics):
+        by_group.setdefault(split_symbol(sym)[3], []).append(i)
+        by_sub.setdefault(sym[:4], []).append(i)
+    groups = sorted({split_symbol(t)[3] for t in topics})
+    group_of = {g: i for i, g in enumerate(groups)}
+    group_idx, group_off, group_len = _flat([by_group[g] for g in groups])
+    sub_idx, sub_off, sub_len = _flat([by_sub[s] for s in chosen_subs])
+    return _CpcPools(pl.Series(scheme.topics, dtype=pl.String), np.array([place[t] for t in topics], dtype=np.int64),
+                     np.array([group_of[split_symbol(t)[3]] for t in topics], dtype=np.int64),
+                     group_idx, group_off, group_len, sub_idx, sub_off, sub_len)
 
 
 #: Patents generated (and held) at a time: memory is one chunk plus a few integers per patent.
@@ -140,6 +185,7 @@ class _World:
     g_start: np.ndarray
     rank_f: np.ndarray
     subs_of_topics: list[np.ndarray]
+    pools: _CpcPools
 
     def ids(self, j: np.ndarray) -> pl.Series:
         prefix = pl.Series(self.ptype[j]).replace_strict(_PREFIX, return_dtype=pl.String)
@@ -226,7 +272,7 @@ def _world(config: SynthConfig, scheme: CpcScheme, rng: np.random.Generator) -> 
     subs_of_topics = [np.flatnonzero(topic_sub == s) for s in range(n_sub)]
     return _World(topics, topic_sub, chosen_subs, by_sub, vocab, group_vocab, sub_vocab, facet_vocab, ptopic,
                   ptype, pfacet, number, week, k, order, t_start, rank, keys, order_f, g_start, rank_f,
-                  subs_of_topics)
+                  subs_of_topics, _pools(scheme, topics, chosen_subs))
 
 
 def _texts(w: _World, a: int, b: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
@@ -377,36 +423,41 @@ def _citation_chunk(w: _World, a: int, b: int, rng: np.random.Generator, config:
 
 def _cpc_chunk(w: _World, a: int, b: int, rng: np.random.Generator, config: SynthConfig, ghosts: int,
                quirks: dict[str, int]) -> pl.DataFrame:
+    """CPC rows of patents a..b-1: the topic's symbol first, then symbols of the same main group, the
+    same subclass or any topic, about ``config.cpc_per_patent`` rows a patent (right-skewed, as in the
+    real dump)."""
     n = b - a
-    extra = rng.choice(5, size=n, p=[0.3, 0.3, 0.2, 0.12, 0.08])
-    cpc_pid: list[int] = []
-    cpc_seq: list[int] = []
-    cpc_sym: list[str] = []
-    cpc_type: list[str] = []
-    r_extra = rng.random((n, 8))
-    for i in range(a, b):
-        t = int(w.ptopic[i])
-        topic = w.topics[t]
-        syms = [topic]
-        s_topics = w.by_sub[topic[:4]]
-        for j in range(int(extra[i - a])):
-            r = r_extra[i - a, j]
-            if r < 0.5:
-                cand = [x for x in s_topics[:200] if x.split("/")[0] == topic.split("/")[0]] or s_topics
-            elif r < 0.8:
-                cand = s_topics
-            else:
-                cand = w.topics
-            sym = cand[int(r_extra[i - a, j + 4] * len(cand))]
-            if sym not in syms:
-                syms.append(sym)
-        for j, sym in enumerate(syms):
-            cpc_pid.append(i)
-            cpc_seq.append(j)
-            cpc_sym.append(sym)
-            cpc_type.append("inventional" if j == 0 or (j == 1 and r_extra[i - a, 7] < 0.3) else "additional")
-    cpc = pl.DataFrame({"patent_id": w.ids(np.array(cpc_pid, dtype=np.int64)), "cpc_sequence": cpc_seq,
-                        "cpc_group": cpc_sym, "cpc_type": cpc_type}).with_columns(
+    pools = w.pools
+    mu = max(config.cpc_per_patent - 1.0, 1e-9)
+    extra = np.minimum(rng.negative_binomial(2, 2 / (2 + mu), size=n), 60)
+    draws = 2 * extra + 2  # drawn symbols repeat within small pools; extra draws make up for it
+    pid = np.repeat(np.arange(a, b), draws)
+    t = w.ptopic[pid]
+    u = rng.random(pid.size)
+    v = rng.random(pid.size)
+    g = pools.topic_group[t]
+    in_group = pools.group_idx[pools.group_off[g] + (v * pools.group_len[g]).astype(np.int64)]
+    s = w.topic_sub[t]
+    in_sub = pools.sub_idx[pools.sub_off[s] + (v * pools.sub_len[s]).astype(np.int64)]
+    anywhere = pools.topic_sym[(v * pools.topic_sym.size).astype(np.int64)]
+    sym = np.where(u < 0.5, in_group, np.where(u < 0.8, in_sub, anywhere))
+    first = np.arange(a, b)
+    all_pid = np.concatenate([first, pid])
+    rows = pl.DataFrame({
+        "pid": all_pid, "cap": extra[all_pid - a],
+        "sym": np.concatenate([pools.topic_sym[w.ptopic[first]], sym]),
+        "draw": np.concatenate([np.zeros(n, dtype=np.int64), np.arange(1, pid.size + 1)]),
+    }).sort("pid", "draw").unique(subset=["pid", "sym"], keep="first", maintain_order=True)
+    rows = rows.with_columns(pl.int_range(pl.len()).over("pid").alias("seq"))
+    rows = rows.filter(pl.col("seq") <= pl.col("cap"))
+    second_inventional = rng.random(n) < 0.3
+    seq = rows["seq"].to_numpy()
+    inventional = (seq == 0) | ((seq == 1) & second_inventional[rows["pid"].to_numpy() - a])
+    cpc = pl.DataFrame({
+        "patent_id": w.ids(rows["pid"].to_numpy()), "cpc_sequence": rows["seq"],
+        "cpc_group": pools.symbols.gather(rows["sym"]),
+        "cpc_type": pl.Series(np.where(inventional, "inventional", "additional")),
+    }).with_columns(
         cpc_section=pl.col("cpc_group").str.slice(0, 1), cpc_class=pl.col("cpc_group").str.slice(0, 3),
         cpc_subclass=pl.col("cpc_group").str.slice(0, 4),
     ).select("patent_id", "cpc_sequence", "cpc_section", "cpc_class", "cpc_subclass", "cpc_group", "cpc_type")
