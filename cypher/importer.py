@@ -51,7 +51,8 @@ _UNWIND_RELS = {
                  "CREATE (a)-[:CITES {sequence: toInteger(r.seq), category: r.category, "
                  "date: CASE WHEN r.date IS NULL THEN null ELSE date(r.date) END}]->(b)",
     "classified_as.csv": "UNWIND $rows AS r MATCH (a:Patent {id: r.s}) MATCH (b:CPCSubgroup {code: r.e}) "
-                         "CREATE (a)-[:CLASSIFIED_AS {sequence: toInteger(r.seq), type: r.type}]->(b)",
+                         "CREATE (a)-[:CLASSIFIED_AS {rk: toInteger(r.rk), sequence: toInteger(r.seq), "
+                         "type: r.type}]->(b)",
     "part_of_class.csv": "UNWIND $rows AS r MATCH (a:CPCClass {code: r.s}) MATCH (b:CPCSection {code: r.e}) "
                          "CREATE (a)-[:PART_OF]->(b)",
     "part_of_subclass.csv": "UNWIND $rows AS r MATCH (a:CPCSubclass {code: r.s}) MATCH (b:CPCClass {code: r.e}) "
@@ -61,7 +62,8 @@ _UNWIND_RELS = {
     "part_of_subgroup.csv": "UNWIND $rows AS r MATCH (a:CPCSubgroup {code: r.s}) MATCH (b:CPCGroup {code: r.e}) "
                             "CREATE (a)-[:PART_OF]->(b)",
 }
-_REL_COLUMNS = {"cites.csv": ["s", "e", "seq", "category", "date"], "classified_as.csv": ["s", "e", "seq", "type"]}
+_REL_COLUMNS = {"cites.csv": ["s", "e", "seq", "category", "date"],
+                "classified_as.csv": ["s", "e", "rk", "seq", "type"]}
 
 
 @dataclass(frozen=True)

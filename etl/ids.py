@@ -1,4 +1,4 @@
-"""Integer keys for patent ids, so that membership tests run mostly on integers, not strings.
+"""Patent ids as integers: keys for membership tests, and the rank key ``rk`` that mining orders by.
 
 Hashing 150M id strings against a set of 9M strings is most of the cost of cleaning the
 citation table; integers are about ten times cheaper. Plain numeric ids without a leading
@@ -24,9 +24,8 @@ _LIMIT = 10**15
 def with_fast_key(frame: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
     """``frame`` with ``name``: the key of each plain numeric id in ``column``, null for every other id.
 
-    Built as columns, one step after another: Polars evaluates an expression used twice twice,
-    and the integer parse is most of the cost (written as one expression, the parse ran six
-    times per id: 0.77 s of CPU on 11M citation rows instead of 0.44 s for membership).
+    Built as columns, one step after another: Polars evaluates an expression used twice twice, and
+    the integer parse is most of the cost (benchmarks/RESULTS.md, "ETL: membership").
     """
     s = pl.col(column)
     k = pl.col(name)
@@ -52,8 +51,8 @@ class IdIndex:
         """``frame`` with ``name``: exact membership of each id of ``column`` (null ids are not members),
         for a streaming query.
 
-        The string test runs on every row (an expression has no lazy branch), yet costs less than
-        settling the ~10% of rows without a key afterwards in Python: +0.2 s on 11M citation rows.
+        The string test runs on every row (an expression has no lazy branch), yet costs less than settling
+        the rows without a key afterwards in Python (benchmarks/RESULTS.md, "ETL: membership").
         """
         key = pl.col(name)
         return with_fast_key(frame, column, name).with_columns(
@@ -63,3 +62,31 @@ class IdIndex:
     def contains(self, ids: pl.Series) -> pl.Series:
         """Exact membership of each id in a Series (null ids are not members)."""
         return self.with_member(pl.LazyFrame({"id": ids}), "id", "member").collect()["member"]
+
+
+#: Offsets that keep rank keys of different id families apart (utility ids stay below 2e8).
+_RK_OFFSETS = {"": 0, "D": 200_000_000, "PP": 400_000_000, "RE": 600_000_000}
+
+
+def rank_key(patent_id: pl.Expr) -> pl.Expr:
+    """An integer per patent id (< 2^31 - 1) that mining multiplies by a seed to get seeded orderings.
+
+    Derived from the id alone, so it is the same in every import of the same data.
+    """
+    digits = patent_id.str.extract(r"(\d+)$").cast(pl.Int64, strict=False).fill_null(0) % 200_000_000
+    prefix = patent_id.str.extract(r"^([A-Z]*)").fill_null("")
+    offset = prefix.replace_strict(_RK_OFFSETS, default=800_000_000, return_dtype=pl.Int64)
+    return (digits + offset + 1).clip(upper_bound=2_147_483_646)
+
+
+def rank_keys(ids: pl.Series) -> pl.Series:
+    """:func:`rank_key` of every id (Int32), the two regular expressions run only on the ids that
+    are not plain numbers: for those (over 90%) the key is the number's, plus one.
+    """
+    frame = with_fast_key(pl.LazyFrame({"id": ids}), "id", "__k").with_columns(
+        ((pl.col("__k") % 200_000_000) + 1).clip(upper_bound=2_147_483_646).alias("rk")).collect()
+    others = frame["__k"].is_null()
+    if not others.any():
+        return frame["rk"].cast(pl.Int32)
+    slow = pl.select(rank_key(pl.lit(ids.filter(others)))).to_series()
+    return frame["rk"].scatter(others.arg_true(), slow).cast(pl.Int32)

@@ -21,10 +21,10 @@ from patentminer.cypher.connection import Graph
 from patentminer.cypher.importer import ImportOptions, compose_command, import_graph
 from patentminer.cypher.runtime import Neo4jRuntime
 from patentminer.errors import InputError, OutputExistsError
-from patentminer.etl import convert
+from patentminer.etl import convert, relations
 from patentminer.etl import synth as synth_module
 from patentminer.etl.convert import EtlOptions, run_etl
-from patentminer.etl.ids import IdIndex
+from patentminer.etl.ids import IdIndex, rank_key, rank_keys
 from patentminer.etl.synth import SynthConfig, synth
 
 SEED = 3
@@ -119,13 +119,14 @@ def test_citation_cleaning(imported: dict[str, Any], source: Path, graph: Graph)
     # Repeated pairs were injected with sequence + 1000: the lowest sequence must win.
     assert graph.count("MATCH ()-[r:CITES]->() WHERE r.sequence >= 1000 RETURN count(r) AS c") == 0
     # A bad or partial date drops the property, not the citation.
-    bad = next(r for r in cites if r["citation_date"] in ("1995-00-00", "0000-00-00", "1987-13-01", "2003-06")
-               and r["patent_id"] in ids and r["citation_patent_id"] in ids
-               and r["patent_id"] != r["citation_patent_id"])
-    rel = graph.read("MATCH (:Patent {id: $a})-[r:CITES]->(:Patent {id: $b}) RETURN r.date AS d, r.category AS c",
-                     {"a": bad["patent_id"], "b": bad["citation_patent_id"]})
-    if rel:  # the withdrawn filter may have removed one end
-        assert rel[0]["d"] is None and rel[0]["c"] in ("cited by applicant", "cited by examiner", "cited by other")
+    pairs = [{"a": r["patent_id"], "b": r["citation_patent_id"]} for r in cites
+             if r["citation_date"] in ("1995-00-00", "0000-00-00", "1987-13-01", "2003-06")
+             and r["patent_id"] != r["citation_patent_id"]]
+    found = graph.read("UNWIND $pairs AS x MATCH (:Patent {id: x.a})-[r:CITES]->(:Patent {id: x.b}) "
+                       "RETURN r.date AS d, r.category AS c", {"pairs": pairs})
+    assert len(found) > len(pairs) // 2  # most join two patents of the graph (the rest lost an end to cleaning)
+    assert all(f["d"] is None for f in found)
+    assert {f["c"] for f in found} <= {"cited by applicant", "cited by examiner", "cited by other"}
     assert graph.count("MATCH ()-[r:CITES]->() WHERE r.date IS NOT NULL RETURN count(r) AS c") > 0
 
 
@@ -141,13 +142,15 @@ def test_cpc_hierarchy_and_titles(imported: dict[str, Any], graph: Graph) -> Non
     assert titled["title"] and titled["title"].split(" (")[0].isupper()
     inv = graph.count("MATCH (:Patent)-[r:CLASSIFIED_AS {type: 'inventional'}]->() RETURN count(r) AS c")
     assert inv > 0
+    assert graph.count("MATCH (p:Patent)-[r:CLASSIFIED_AS]->() WHERE r.rk IS NULL OR r.rk <> p.rk "
+                       "RETURN count(r) AS c") == 0
 
 
 def test_files_in_cpc_order_for_mining(etl_out: tuple[Path, dict[str, Any]]) -> None:
     """classified_as.csv in symbol order (file order kept within a symbol) and patents.csv in the
     order of each patent's first symbol, patents without a CPC symbol last: mining reads them so."""
     out, _ = etl_out
-    cpc = pl.read_csv(out / "classified_as.csv", has_header=False, new_columns=["p", "sym", "seq", "type"],
+    cpc = pl.read_csv(out / "classified_as.csv", has_header=False, new_columns=["p", "sym", "rk", "seq", "type"],
                       schema_overrides={"p": pl.String, "seq": pl.Int64})
     assert cpc["sym"].is_sorted()
     patent_cols = convert.NODE_FILES["Patent"][1].split(",")
@@ -159,6 +162,10 @@ def test_files_in_cpc_order_for_mining(etl_out: tuple[Path, dict[str, Any]]) -> 
     assert ordered["sym"].drop_nulls().is_sorted()
     without = ordered["sym"].is_null()
     assert without.arg_true().to_list() == list(range(ordered.height - int(without.sum()), ordered.height))
+    # Each CLASSIFIED_AS row carries its patent's rk (mining orders a subgroup's patents by it).
+    rk = cpc.select("p", pl.col("rk").cast(pl.String)).join(patents.select(pl.col("id").alias("p"), pl.col("rk")),
+                                                            on="p", suffix="_node")
+    assert rk.height == cpc.height and (rk["rk"] == rk["rk_node"]).all()
 
 
 def test_rejects_have_source_lines(etl_out: tuple[Path, dict[str, Any]], source: Path) -> None:
@@ -247,7 +254,7 @@ def test_first_abstract_row_of_an_id_wins(etl_out: tuple[Path, dict[str, Any]], 
     head, body = path.read_bytes().split(b"\n", 1)
     extra = f'"{early}"\t"EARLY FIRST"\n"{early}"\t"EARLY SECOND"\n'.encode()
     path.write_bytes(head + b"\n" + extra + body + f'"{late}"\t"LATE REPEAT"\n'.encode())
-    monkeypatch.setattr(convert, "_TEXT_BATCH", 50)
+    monkeypatch.setattr(convert, "TEXT_BATCH", 50)
     m = run_etl(src, tmp_path / "out", EtlOptions())
     got = pl.read_csv(tmp_path / "out" / "patents.csv", has_header=False, new_columns=convert._PATENT_COLUMNS,
                       infer_schema=False)
@@ -282,7 +289,7 @@ def test_small_batches_give_the_same_csvs(etl_out: tuple[Path, dict[str, Any]], 
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A patent's rows split across batch boundaries are still collapsed together."""
     out, manifest = etl_out
-    monkeypatch.setattr(convert, "_BATCH", 97)
+    monkeypatch.setattr(relations, "BATCH", 97)
     m = run_etl(source, tmp_path / "out", EtlOptions())
     assert m["counts"] == manifest["counts"]
     for f in ("patents.csv", "cites.csv", "classified_as.csv", "cpc_subgroups.csv", "rejects.tsv"):
@@ -299,8 +306,8 @@ def test_sorted_ids_for_the_abstract_lookup(ids: list[str]) -> None:
 def test_first_of_runs_lowest_sequence_first_on_ties_nulls_last() -> None:
     key = pl.Series(["a", "a", "a", "b", "c", "c", "c", "a"])
     seq = pl.Series([2, 0, 0, None, None, 5, None, 1], dtype=pl.Int64)
-    assert convert._first_of_runs(key, seq).tolist() == [1, 3, 5, 7]
-    assert convert._first_of_runs(pl.Series([], dtype=pl.String), pl.Series([], dtype=pl.Int64)).tolist() == []
+    assert relations.first_of_runs(key, seq).tolist() == [1, 3, 5, 7]
+    assert relations.first_of_runs(pl.Series([], dtype=pl.String), pl.Series([], dtype=pl.Int64)).tolist() == []
 
 
 def test_id_index_is_exact_for_every_id_family() -> None:
@@ -483,6 +490,52 @@ def test_unwind_import_gives_the_same_graph(etl_out: tuple[Path, dict[str, Any]]
     assert got == [{"seq": row["seq"]}]
 
 
+def test_import_count_mismatch_fails_loudly(etl_out: tuple[Path, dict[str, Any]], imported: dict[str, Any],
+                                            tmp_path: Path) -> None:
+    """A graph whose counts differ from manifest.json is an error naming both counts, not a silent success."""
+    out, manifest = etl_out
+    tampered = tmp_path / "import"
+    shutil.copytree(out, tampered)
+    manifest["graph"]["nodes"]["Patent"] += 1
+    (tampered / "manifest.json").write_text(json.dumps(manifest))
+    n = manifest["graph"]["nodes"]["Patent"]
+    result = CliRunner().invoke(main, ["import", str(tampered), "--overwrite", "--method", "unwind"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: imported graph does not match manifest.json: node Patent: graph {n - 1:,} vs manifest {n:,}")
+
+
+def test_zip_archives_that_are_not_one_tsv(source: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    (src / "g_cpc_current.tsv").unlink()
+    bad = src / "g_cpc_current.tsv.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    msg = _err(["etl", str(src), str(tmp_path / "o")])
+    assert msg.startswith(f"Error: {bad}: not a readable zip archive (") and msg.count("\n") == 1
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("g_cpc_current.tsv", (source / "g_cpc_current.tsv").read_bytes())
+        zf.writestr("notes.txt", "a second member")
+    assert _err(["etl", str(src), str(tmp_path / "o")]) == (
+        f"Error: {bad}: expected one .tsv inside the archive, found 2.\n")
+
+
+def test_malformed_quoting_falls_back_to_the_csv_module(source: Path, tmp_path: Path) -> None:
+    """A quote inside an unquoted field stops Polars' reader ("CSV malformed"); the table is then read again
+    through Python's csv module, which takes the quote as text, and the run completes."""
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    f = src / "g_cpc_current.tsv"
+    first = read_tsv(f)[0]
+    with f.open("a", encoding="utf-8") as fh:
+        fh.write(f'"{first["patent_id"]}"\t9\t"Y"\t"Y10"\t"Y10S"\t"Y10S901/02"\tinven"tional\n')
+    m = run_etl(src, tmp_path / "o", EtlOptions())
+    rows = pl.read_csv(tmp_path / "o" / "classified_as.csv", has_header=False, infer_schema=False,
+                       new_columns=["p", "sym", "rk", "seq", "type"])
+    assert rows.filter((pl.col("p") == first["patent_id"]) & (pl.col("type") == 'inven"tional')).height == 1
+    assert m["counts"]["cpc"]["rejected"] == 1  # the synthetic table's own unparseable row, as without the quote
+
+
 def test_bad_input_from_library_is_typed(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="is not a directory"):
         run_etl(tmp_path / "missing", tmp_path / "o", EtlOptions())
@@ -497,5 +550,5 @@ def test_bad_input_from_library_is_typed(tmp_path: Path) -> None:
 def test_rank_keys_equal_rank_key(ids: list[str]) -> None:
     """The fast path for plain numeric ids gives exactly the keys of the regular expressions."""
     series = pl.Series(ids, dtype=pl.String)
-    expected = pl.select(convert.rank_key(pl.lit(series))).to_series().to_list() if ids else []
-    assert convert.rank_keys(series).to_list() == expected
+    expected = pl.select(rank_key(pl.lit(series))).to_series().to_list() if ids else []
+    assert rank_keys(series).to_list() == expected
