@@ -44,15 +44,15 @@ _UNWIND_NODES = {
     "CPCClass": "UNWIND $rows AS r CREATE (:CPCClass {code: r.code, title: r.title})",
     "CPCSubclass": "UNWIND $rows AS r CREATE (:CPCSubclass {code: r.code, title: r.title})",
     "CPCGroup": "UNWIND $rows AS r CREATE (:CPCGroup {code: r.code, title: r.title})",
-    "CPCSubgroup": "UNWIND $rows AS r CREATE (:CPCSubgroup {code: r.code, title: r.title})",
+    "CPCSubgroup": "UNWIND $rows AS r CREATE (:CPCSubgroup {code: r.code, sg: toInteger(r.sg), title: r.title})",
 }
 _UNWIND_RELS = {
     "cites.csv": "UNWIND $rows AS r MATCH (a:Patent {id: r.s}) MATCH (b:Patent {id: r.e}) "
                  "CREATE (a)-[:CITES {sequence: toInteger(r.seq), category: r.category, "
                  "date: CASE WHEN r.date IS NULL THEN null ELSE date(r.date) END}]->(b)",
     "classified_as.csv": "UNWIND $rows AS r MATCH (a:Patent {id: r.s}) MATCH (b:CPCSubgroup {code: r.e}) "
-                         "CREATE (a)-[:CLASSIFIED_AS {rk: toInteger(r.rk), sequence: toInteger(r.seq), "
-                         "type: r.type}]->(b)",
+                         "CREATE (a)-[:CLASSIFIED_AS {rk: toInteger(r.rk), sg: toInteger(r.sg), b: toInteger(r.b), "
+                         "sequence: toInteger(r.seq), type: r.type}]->(b)",
     "part_of_class.csv": "UNWIND $rows AS r MATCH (a:CPCClass {code: r.s}) MATCH (b:CPCSection {code: r.e}) "
                          "CREATE (a)-[:PART_OF]->(b)",
     "part_of_subclass.csv": "UNWIND $rows AS r MATCH (a:CPCSubclass {code: r.s}) MATCH (b:CPCClass {code: r.e}) "
@@ -63,7 +63,7 @@ _UNWIND_RELS = {
                             "CREATE (a)-[:PART_OF]->(b)",
 }
 _REL_COLUMNS = {"cites.csv": ["s", "e", "seq", "category", "date"],
-                "classified_as.csv": ["s", "e", "rk", "seq", "type"]}
+                "classified_as.csv": ["s", "e", "rk", "sg", "b", "seq", "type"]}
 
 
 @dataclass(frozen=True)

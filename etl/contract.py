@@ -22,8 +22,8 @@ from patentminer.etl.sources import REASON, ROW
 if TYPE_CHECKING:
     from patentminer.etl.sources import Table
 
-#: Version of the import-CSV layout and graph model; bump when either changes (2: CLASSIFIED_AS carries
-#: its patent's rk).
+#: Version of the import-CSV layout and graph model; bump when either changes (2: CLASSIFIED_AS carries its
+#: patent's rk and bucket and its subgroup's number, CPCSubgroup its number).
 IMPORT_FORMAT = 2
 SCHEMA_NAME = "schema"
 DATE_RE = r"^(1[7-9]\d\d|20\d\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
@@ -37,20 +37,21 @@ CLUSTER_BYTES = 32 << 20
 #: Output files the ETL owns in OUT_DIR (data file, header line).
 #: Patent columns lead with rk, date and id: neo4j-admin import stores properties in column order and a
 #: read walks the property chain from its start, so the three that mining reads for every candidate
-#: come first (benchmarks/RESULTS.md, "Mining: store layout"). CLASSIFIED_AS carries its patent's rk as
-#: well (first): mining orders a subgroup's patents by it, reading the subgroup's relationships, which lie
-#: side by side, instead of every patent's node, which do not.
+#: come first (benchmarks/RESULTS.md, "Mining: store layout"). CLASSIFIED_AS carries its patent's rk and
+#: bucket and its subgroup's number (sg, also on the CPCSubgroup node): an index on (sg, b) lets mining read
+#: a slice of a subgroup's patents instead of all of them (cypher/queries/schema, citation-cpc@v5).
 NODE_FILES: dict[str, tuple[str, str]] = {
     "Patent": ("patents.csv", "rk:long,date:date,id:ID(Patent),year:int,type,kind,num_claims:int,title,abstract"),
     "CPCSection": ("cpc_sections.csv", "code:ID(CPCSection)"),
     "CPCClass": ("cpc_classes.csv", "code:ID(CPCClass),title"),
     "CPCSubclass": ("cpc_subclasses.csv", "code:ID(CPCSubclass),title"),
     "CPCGroup": ("cpc_groups.csv", "code:ID(CPCGroup),title"),
-    "CPCSubgroup": ("cpc_subgroups.csv", "code:ID(CPCSubgroup),title"),
+    "CPCSubgroup": ("cpc_subgroups.csv", "code:ID(CPCSubgroup),sg:int,title"),
 }
 REL_FILES: dict[str, list[tuple[str, str]]] = {
     "CITES": [("cites.csv", ":START_ID(Patent),:END_ID(Patent),sequence:int,category,date:date")],
-    "CLASSIFIED_AS": [("classified_as.csv", ":START_ID(Patent),:END_ID(CPCSubgroup),rk:long,sequence:int,type")],
+    "CLASSIFIED_AS": [("classified_as.csv",
+                       ":START_ID(Patent),:END_ID(CPCSubgroup),rk:long,sg:int,b:int,sequence:int,type")],
     "PART_OF": [
         ("part_of_class.csv", ":START_ID(CPCClass),:END_ID(CPCSection)"),
         ("part_of_subclass.csv", ":START_ID(CPCSubclass),:END_ID(CPCClass)"),

@@ -43,7 +43,7 @@ from patentminer.etl.contract import (
     header_name,
 )
 from patentminer.etl.hierarchy import cpc_titles, hierarchy
-from patentminer.etl.ids import IdIndex, rank_keys
+from patentminer.etl.ids import IdIndex, buckets, rank_keys
 from patentminer.etl.relations import citations, cpc, symbol_enum
 from patentminer.etl.sources import REASON, ROW, Table, file_digest, find_sources
 from patentminer.etl.spill import Order, RankSpill
@@ -124,10 +124,9 @@ def _run_etl(source_dir: Path, out_dir: Path, options: EtlOptions, progress: Pro
                            RankSpill.parts_for(cpc_table.path.stat().st_size))
         symbols, order = timed("cpc", lambda: cpc(cpc_table, index, ranked, enum, run))
         names = pl.Series(enum.categories)
-        timed("cpc order", lambda: ranked.write_csv(tmp / "classified_as.csv", lambda _k, df: df.select(
-            "p", names.gather(df["__rank"]).alias("sym"), rank_keys(df["p"]).alias("rk"), "seq", "type")))
+        timed("cpc order", lambda: ranked.write_csv(tmp / "classified_as.csv", _classified_as(names)))
         timed("patent text", lambda: _write_patents(tables, kept, tmp, work, order, run))
-        graph_nodes = timed("cpc hierarchy", lambda: hierarchy(symbols, titles, tmp))
+        graph_nodes = timed("cpc hierarchy", lambda: hierarchy(symbols, titles, tmp, names))
         for t in tables.values():
             t.discard()
         source_info = {name: {"file": src.path.name, "bytes": src.path.stat().st_size,
@@ -189,6 +188,18 @@ def _run_etl(source_dir: Path, out_dir: Path, options: EtlOptions, progress: Pro
     (tmp / "manifest.json").replace(out_dir / "manifest.json")
     shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+def _classified_as(names: pl.Series) -> Callable[[int, pl.DataFrame], pl.DataFrame]:
+    """classified_as.csv rows from spilled ones: the symbol looked up by its rank, which is also the subgroup's
+    number (sg), and the patent's rk and bucket."""
+
+    def rows(_k: int, df: pl.DataFrame) -> pl.DataFrame:
+        rk = rank_keys(df["p"])
+        return df.select("p", names.gather(df["__rank"]).alias("sym"), rk.alias("rk"),
+                         df["__rank"].cast(pl.Int32).alias("sg"), buckets(rk), "seq", "type")
+
+    return rows
 
 
 def _schema_version() -> int:

@@ -42,9 +42,10 @@ def cpc_titles(tables: dict[str, Table], run: EtlRun) -> dict[str, str]:
     return titles
 
 
-def hierarchy(symbols: pl.DataFrame, titles: dict[str, str], tmp: Path) -> dict[str, int]:
+def hierarchy(symbols: pl.DataFrame, titles: dict[str, str], tmp: Path, names: pl.Series) -> dict[str, int]:
     """CPC nodes from the symbols in use (well-formed: see :func:`patentminer.etl.relations.cpc`), each level
-    PART_OF its parent."""
+    PART_OF its parent. A subgroup's number (``sg``) is its symbol's place in ``names``, every symbol of the
+    CPC table, sorted: the number its CLASSIFIED_AS relationships carry."""
     s = symbols.with_columns(
         grp=pl.col("sym").str.split("/").list.first() + "/00",
         sub=pl.col("sym").str.slice(0, 4), cls=pl.col("sym").str.slice(0, 3), sec=pl.col("sym").str.slice(0, 1))
@@ -54,7 +55,9 @@ def hierarchy(symbols: pl.DataFrame, titles: dict[str, str], tmp: Path) -> dict[
         "CPCClass": s.select(pl.col("cls").alias("code"), title("cls").alias("title")).unique("code"),
         "CPCSubclass": s.select(pl.col("sub").alias("code"), title("sub").alias("title")).unique("code"),
         "CPCGroup": s.select(pl.col("grp").alias("code"), title("grp").alias("title")).unique("code"),
-        "CPCSubgroup": s.select(pl.col("sym").alias("code"), title("sym").alias("title")).unique("code"),
+        "CPCSubgroup": s.select(pl.col("sym").alias("code"), title("sym").alias("title")).unique("code").join(
+            pl.DataFrame({"code": names}).with_row_index("sg").with_columns(pl.col("sg").cast(pl.Int32)),
+            on="code", how="left").select("code", "sg", "title"),
     }
     out: dict[str, int] = {}
     for label, df in levels.items():

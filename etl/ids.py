@@ -90,3 +90,14 @@ def rank_keys(ids: pl.Series) -> pl.Series:
         return frame["rk"].cast(pl.Int32)
     slow = pl.select(rank_key(pl.lit(ids.filter(others)))).to_series()
     return frame["rk"].scatter(others.arg_true(), slow).cast(pl.Int32)
+
+
+#: Buckets a subgroup's patents are spread over (CLASSIFIED_AS.b): mining reads a range of them at a time, a
+#: slice of a subgroup small enough to read whatever the subgroup's size, through the (sg, b) index.
+BUCKETS = 4096
+
+
+def buckets(rk: pl.Series) -> pl.Series:
+    """Each patent's bucket in [0, BUCKETS) (Int32): a multiplicative hash of its rk, so that a range of buckets
+    holds a pseudo-random share of any subgroup, spread over every grant year."""
+    return (((rk.cast(pl.Int64) * 2654435761) % (1 << 32)) // ((1 << 32) // BUCKETS)).cast(pl.Int32).alias("b")

@@ -24,7 +24,7 @@ from patentminer.errors import InputError, OutputExistsError
 from patentminer.etl import convert, relations
 from patentminer.etl import synth as synth_module
 from patentminer.etl.convert import EtlOptions, run_etl
-from patentminer.etl.ids import IdIndex, rank_key, rank_keys
+from patentminer.etl.ids import IdIndex, buckets, rank_key, rank_keys
 from patentminer.etl.synth import SynthConfig, synth
 
 SEED = 3
@@ -61,7 +61,7 @@ def test_counts_equal_manifest(imported: dict[str, Any], etl_out: tuple[Path, di
     _, manifest = etl_out
     assert imported["matches_manifest"] is True
     assert imported["counts"] == manifest["graph"]
-    assert imported["schema"] == "schema@v1"
+    assert imported["schema"] == "schema@v2"
     names = {r["name"] for r in graph.read("SHOW CONSTRAINTS YIELD name RETURN name")}
     assert {"patent_id", "cpc_subgroup_code", "cpc_group_code"} <= names
 
@@ -142,15 +142,25 @@ def test_cpc_hierarchy_and_titles(imported: dict[str, Any], graph: Graph) -> Non
     assert titled["title"] and titled["title"].split(" (")[0].isupper()
     inv = graph.count("MATCH (:Patent)-[r:CLASSIFIED_AS {type: 'inventional'}]->() RETURN count(r) AS c")
     assert inv > 0
-    assert graph.count("MATCH (p:Patent)-[r:CLASSIFIED_AS]->() WHERE r.rk IS NULL OR r.rk <> p.rk "
-                       "RETURN count(r) AS c") == 0
+    # What mining reads from a subgroup's relationships: the patent's rk and bucket, the subgroup's number.
+    assert graph.count("MATCH (p:Patent)-[r:CLASSIFIED_AS]->(s) WHERE r.rk IS NULL OR r.rk <> p.rk OR r.sg <> s.sg "
+                       "OR NOT r.b IN range(0, 4095) RETURN count(r) AS c") == 0
+    assert graph.count("MATCH (s:CPCSubgroup) RETURN count(DISTINCT s.sg) AS c") == graph.count(
+        "MATCH (s:CPCSubgroup) RETURN count(s) AS c")
+    slices = graph.read("MATCH ()-[r:CLASSIFIED_AS]->() RETURN DISTINCT r.b / 32 AS s")  # as mining reads them
+    assert len(slices) == 128
+    # Over a million consecutive rk values (ids come in runs), every slice gets its 1/128 within 1%.
+    counts = (buckets(pl.Series(range(1, 1_000_001))) // 32).value_counts()["count"]
+    share = 1_000_000 / 128
+    assert counts.len() == 128 and 0.99 * share < counts.min() <= counts.max() < 1.01 * share
 
 
 def test_files_in_cpc_order_for_mining(etl_out: tuple[Path, dict[str, Any]]) -> None:
     """classified_as.csv in symbol order (file order kept within a symbol) and patents.csv in the
     order of each patent's first symbol, patents without a CPC symbol last: mining reads them so."""
     out, _ = etl_out
-    cpc = pl.read_csv(out / "classified_as.csv", has_header=False, new_columns=["p", "sym", "rk", "seq", "type"],
+    cpc = pl.read_csv(out / "classified_as.csv", has_header=False,
+                      new_columns=["p", "sym", "rk", "sg", "b", "seq", "type"],
                       schema_overrides={"p": pl.String, "seq": pl.Int64})
     assert cpc["sym"].is_sorted()
     patent_cols = convert.NODE_FILES["Patent"][1].split(",")
@@ -186,7 +196,7 @@ def test_rejects_have_source_lines(etl_out: tuple[Path, dict[str, Any]], source:
 
 def test_manifest_has_counts_hashes_and_schema(etl_out: tuple[Path, dict[str, Any]], source: Path) -> None:
     _, m = etl_out
-    assert m["schema"] == {"name": "schema", "version": 1}
+    assert m["schema"] == {"name": "schema", "version": 2}
     src = m["sources"]["g_patent"]
     assert src["bytes"] == (source / "g_patent.tsv").stat().st_size
     assert src["hash"] == "blake3:" + blake3.blake3((source / "g_patent.tsv").read_bytes()).hexdigest()
@@ -531,7 +541,7 @@ def test_malformed_quoting_falls_back_to_the_csv_module(source: Path, tmp_path: 
         fh.write(f'"{first["patent_id"]}"\t9\t"Y"\t"Y10"\t"Y10S"\t"Y10S901/02"\tinven"tional\n')
     m = run_etl(src, tmp_path / "o", EtlOptions())
     rows = pl.read_csv(tmp_path / "o" / "classified_as.csv", has_header=False, infer_schema=False,
-                       new_columns=["p", "sym", "rk", "seq", "type"])
+                       new_columns=["p", "sym", "rk", "sg", "b", "seq", "type"])
     assert rows.filter((pl.col("p") == first["patent_id"]) & (pl.col("type") == 'inven"tional')).height == 1
     assert m["counts"]["cpc"]["rejected"] == 1  # the synthetic table's own unparseable row, as without the quote
 
