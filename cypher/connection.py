@@ -20,10 +20,29 @@ from typing import Any
 
 import neo4j
 from neo4j import GraphDatabase, RoutingControl
-from neo4j.exceptions import AuthError, ClientError, Neo4jError, ServiceUnavailable
+from neo4j.exceptions import AuthError, ClientError, ConfigurationError, Neo4jError, ServiceUnavailable
 
 from patentminer.cypher.runtime import NEO4J_USER, Neo4jRuntime
-from patentminer.errors import GraphError
+from patentminer.errors import ConfigError, GraphError
+
+#: The URI schemes of a Bolt server (the driver's HTTP preview is not something patentminer speaks).
+BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+
+def check_uri(uri: str) -> str:
+    """``uri`` when it is a Bolt URI with a host, else a one-line :class:`ConfigError`."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        ok = parts.scheme in BOLT_SCHEMES and bool(parts.hostname)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"NEO4J_URI {uri!r} is not a Bolt URI; use bolt://HOST:PORT or neo4j://HOST:PORT "
+                          f"(schemes: {', '.join(BOLT_SCHEMES)}).")
+    return uri
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,7 @@ class Neo4jSettings:
         uri = os.environ.get("NEO4J_URI")
         database = os.environ.get("NEO4J_DATABASE", "neo4j")
         if uri:
+            check_uri(uri)
             password = os.environ.get("NEO4J_PASSWORD")
             if password is None:
                 raise GraphError("NEO4J_URI is set but NEO4J_PASSWORD is not; set both (and NEO4J_USER if not neo4j).")
@@ -92,9 +112,16 @@ class Graph:
 
     def __init__(self, settings: Neo4jSettings) -> None:
         self.settings = settings
-        self.driver = GraphDatabase.driver(settings.uri, auth=(settings.user, settings.password))
+        try:
+            self.driver = GraphDatabase.driver(check_uri(settings.uri), auth=(settings.user, settings.password))
+        except (ValueError, ConfigurationError) as e:
+            raise ConfigError(f"cannot connect to {settings.uri!r}: {str(e).splitlines()[0]}") from e
         with wrap_driver_errors(settings.uri):
-            self.driver.verify_connectivity()
+            try:
+                self.driver.verify_connectivity()
+            except BaseException:
+                self.driver.close()
+                raise
 
     @classmethod
     def connect(cls, runtime: Neo4jRuntime | None = None) -> Graph:
@@ -123,9 +150,10 @@ class Graph:
     def read_table(self, query: str, schema: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> Any:
         """Run a read query that returns many rows of plain values; a Polars DataFrame with ``schema``.
 
-        For bulk reads (a row per patent): the whole result comes in one pull and rows stay value
-        lists, where ``read`` pulls 1,000 at a time and turns each into a dict (listing the anchors
-        of a 1M-patent graph: 20 s instead of 38 s). The query's columns must come in ``schema``'s order.
+        For bulk reads of a bounded size (a chunk of ids): the whole result comes in one pull and rows stay
+        value lists, where ``read`` pulls 1,000 at a time and turns each into a dict (about half the time;
+        benchmarks/RESULTS.md, "Mining"). Results of any size: :meth:`stream_table`. The query's columns
+        must come in ``schema``'s order.
         """
         import polars as pl
 
@@ -134,6 +162,28 @@ class Graph:
                 bookmark_manager=None) as session:
             rows = session.execute_read(lambda tx: tx.run(query, dict(params or {})).values())
         return pl.DataFrame(rows, schema=dict(schema), orient="row")
+
+    def stream_table(self, query: str, schema: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+                     chunk_rows: int = 250_000) -> Iterator[Any]:
+        """Run a read query and yield its rows as Polars DataFrames of up to ``chunk_rows`` rows.
+
+        For results too large to hold as Python objects at once (a row per patent of a full-size
+        graph): only one chunk is ever a list of values. Columns come in ``schema``'s order.
+        """
+        import polars as pl
+
+        with wrap_driver_errors(self.settings.uri), self.driver.session(
+                database=self.settings.database, default_access_mode=neo4j.READ_ACCESS, fetch_size=10_000,
+                bookmark_manager=None) as session, session.begin_transaction() as tx:
+            result = tx.run(query, dict(params or {}))
+            rows: list[list[Any]] = []
+            for record in result:
+                rows.append(record.values())
+                if len(rows) == chunk_rows:
+                    yield pl.DataFrame(rows, schema=dict(schema), orient="row")
+                    rows = []
+            if rows:
+                yield pl.DataFrame(rows, schema=dict(schema), orient="row")
 
     def write(self, query: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a write query in a managed transaction; rows as dicts."""
@@ -170,7 +220,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 
     key, sep, raw = text.partition("=")
     if not sep or not key.isidentifier():
-        raise GraphError(f"--param {text!r} is not key=value with a plain key; use for example --param limit=10.")
+        raise ConfigError(f"--param {text!r} is not key=value with a plain key; use for example --param limit=10.")
     try:
         value: Any = json.loads(raw)
     except ValueError:

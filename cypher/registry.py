@@ -52,6 +52,10 @@ class Query:
     def ref(self) -> str:
         return f"{self.name}@v{self.version}"
 
+    def provenance(self) -> dict[str, object]:
+        """What a dataset records of a query it ran: ref, sha256, and whether that version is released."""
+        return {"ref": self.ref, "sha256": self.sha256, "released": read_lock().get(self.ref) == self.sha256}
+
     def statements(self) -> list[str]:
         """The body split on ``;`` at line ends (schema files hold several statements)."""
         return [s.strip() for s in re.split(r";\s*$", self.body, flags=re.M) if s.strip()]
@@ -139,6 +143,16 @@ class Registry:
                 return q
         known = ", ".join(q.ref for q in self.versions(name))
         raise ConfigError(f"unknown version {ref!r}; {name} has {known}.")
+
+    def checked(self, ref: str) -> Query:
+        """The query ``ref`` names, after checking it against the lock, as neo4j-migrations validates
+        checksums before it migrates: a released version whose file was edited is refused."""
+        q = self.get(ref)
+        digest = read_lock().get(q.ref)
+        if digest is not None and digest != q.sha256:
+            raise ConfigError(f"{q.path}: {q.ref} was edited after its release (sha256 {q.sha256[:12]}, released as "
+                              f"{digest[:12]}); restore the file and put the change in v{q.version + 1}.cypher.")
+        return q
 
     def verify_lock(self, lock: dict[str, str]) -> list[str]:
         """Problems: a released file whose hash changed, or a locked file that disappeared."""
