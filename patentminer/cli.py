@@ -98,8 +98,10 @@ def neo4j_install(force: bool, as_json: bool) -> None:
 @neo4j_group.command("start")
 @click.option("--bolt-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Bolt port on 127.0.0.1; 0 picks a free one (kept across restarts while free).")
-@click.option("--heap", default=None, help="JVM heap, like 2g (env PATENTMINER_NEO4J_HEAP; default 2g).")
-@click.option("--pagecache", default=None, help="Page cache, like 1g (env PATENTMINER_NEO4J_PAGECACHE).")
+@click.option("--heap", default=None, help="JVM heap, like 4g (env PATENTMINER_NEO4J_HEAP; default: sized from "
+              "the machine's memory and the store).")
+@click.option("--pagecache", default=None, help="Page cache, like 8g (env PATENTMINER_NEO4J_PAGECACHE; default: "
+              "sized likewise, at most the store's size).")
 @click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for Bolt.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def neo4j_start(bolt_port: int, heap: str | None, pagecache: str | None, timeout: float, as_json: bool) -> None:
@@ -118,7 +120,7 @@ def neo4j_start(bolt_port: int, heap: str | None, pagecache: str | None, timeout
         echo_json(status.to_json())
     elif started:
         click.echo(f"Neo4j {status.version} is running at {status.uri} (user {status.user}, "
-                   f"password in {status.password_file}).")
+                   f"password in {status.password_file}; heap {status.heap}, page cache {status.pagecache}).")
     else:
         click.echo(f"Neo4j is already running at {status.uri} (pid {status.pid}); nothing to do.")
 
@@ -156,7 +158,8 @@ def neo4j_status(as_json: bool) -> None:
         out.pop("pid", None)
         echo_json(out)
     elif status.running:
-        click.echo(f"running: {status.uri} (Neo4j {status.version}, pid {status.pid}, home {status.home})")
+        click.echo(f"running: {status.uri} (Neo4j {status.version}, pid {status.pid}, heap {status.heap}, page cache "
+                   f"{status.pagecache}, home {status.home})")
     else:
         click.echo(f"stopped (Neo4j {status.version or 'not installed'}, home {status.home})")
 
@@ -241,15 +244,17 @@ def stderr_progress(message: str) -> None:
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--patents", type=click.IntRange(min=1), required=True, help="Number of g_patent rows.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
-@click.option("--citations-per-patent", type=float, default=10.0, show_default=True,
-              help="Mean citations of a utility patent (before cleaning).")
+@click.option("--citations-per-patent", type=float, default=11.0, show_default=True,
+              help="Mean citations drawn per utility patent (about 15 citation rows per patent at full scale).")
+@click.option("--cpc-per-patent", type=float, default=6.0, show_default=True,
+              help="Mean CPC rows per patent (the real dump has about 6).")
 @click.option("--layout", type=click.Choice(["current", "legacy"]), default="current", show_default=True,
               help="legacy puts patent_abstract inside g_patent, as older releases did.")
 @click.option("--zip", "as_zip", is_flag=True, help="Write .tsv.zip files, as PatentsView serves them.")
 @click.option("--clean", is_flag=True, help="Leave out the quirks (dirty rows, bad bytes, duplicates).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def synth_cmd(out_dir: Path, patents: int, seed: int, citations_per_patent: float, layout: str, as_zip: bool,
-              clean: bool, as_json: bool) -> None:
+def synth_cmd(out_dir: Path, patents: int, seed: int, citations_per_patent: float, cpc_per_patent: float,
+              layout: str, as_zip: bool, clean: bool, as_json: bool) -> None:
     """Write synthetic PatentsView granted-patent tables (with the real files' quirks) to OUT_DIR.
 
     \b
@@ -260,7 +265,8 @@ def synth_cmd(out_dir: Path, patents: int, seed: int, citations_per_patent: floa
 
     with user_errors():
         summary = synth(out_dir, SynthConfig(patents=patents, seed=seed, citations_per_patent=citations_per_patent,
-                                             layout=layout, zip=as_zip, quirks=not clean),
+                                             cpc_per_patent=cpc_per_patent, layout=layout, zip=as_zip,
+                                             quirks=not clean),
                         progress=None if as_json else stderr_progress)
     if as_json:
         echo_json(summary)
@@ -369,8 +375,8 @@ def import_cmd(out_dir: Path, database: str, overwrite: bool, method: str, print
 def demo_cmd(out: Path, patents: int, train_steps: int, seed: int, as_json: bool) -> None:
     """Run the whole job on built-in synthetic data and write a side-by-side report.
 
-    synth -> etl -> import -> mine (citation-cpc, random) -> fine-tune all-MiniLM-L6-v2 on each ->
-    evaluate base vs random-negative vs hard-negative. Finished stages are reused on a second run.
+    synth -> etl -> import -> embed -> mine (citation-cpc, random, knn) -> fine-tune all-MiniLM-L6-v2 on
+    each, same steps -> evaluate base vs the three arms. Finished stages are reused on a second run.
 
     \b
     Example:
@@ -486,13 +492,28 @@ def cypher_show(ref: str) -> None:
               help="cpc-distance only: subgroup|group|subclass|class|section|random.")
 @click.option("--template", default="{title} [SEP] {abstract}", show_default=True,
               help="Text of a patent, from {title} and {abstract}.")
-@click.option("--corpus-size", type=int, default=10_000, show_default=True,
-              help="Patents in the retrieval corpus (all cited ones plus seeded distractors).")
+@click.option("--eval-queries", type=int, default=5_000, show_default=True,
+              help="Test queries in the benchmark: a seeded sample of the test anchors.")
+@click.option("--corpus-size", type=int, default=100_000, show_default=True,
+              help="Patents in the benchmark's corpus: the queries' relevant ones plus seeded distractors.")
+@click.option("--heldout-size", type=int, default=10_000, show_default=True,
+              help="Held-out patents (granted on or after the test date) for kNN CPC accuracy.")
+@click.option("--embeddings", type=click.Path(file_okay=False), default=None,
+              help="knn only: a `patentminer embed` output (the model's embeddings of every patent).")
+@click.option("--embedding-model", default=None,
+              help="knn only: refuse --embeddings made with any other model than this one.")
+@click.option("--neighbours", type=int, default=50, show_default=True,
+              help="knn only: candidates per anchor, its most similar earlier patents.")
+@click.option("--margin", type=float, default=0.95, show_default=True,
+              help="knn only: drop candidates more similar to the anchor than MARGIN x the positive.")
+@click.option("--veto", type=click.Choice(["graph", "none"]), default="graph", show_default=True,
+              help="knn only: graph drops candidates the citation graph vetoes; none keeps them (ablation).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset mined with other settings.")
 @click.option("--json", "as_json", is_flag=True, help="Print dataset.json.")
 def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from: str | None, dev_fraction: float,
-             limit_anchors: int | None, workers: int, batch_size: int, level: str, template: str, corpus_size: int,
-             overwrite: bool, as_json: bool) -> None:
+             limit_anchors: int | None, workers: int, batch_size: int, level: str, template: str, eval_queries: int,
+             corpus_size: int, heldout_size: int, embeddings: str | None, embedding_model: str | None,
+             neighbours: int, margin: float, veto: str, overwrite: bool, as_json: bool) -> None:
     """Mine (anchor, positive, hard negatives) rows and a held-out retrieval benchmark from the graph.
 
     An interrupted run (Ctrl-C, Neo4j restarted) continues where it stopped when run again.
@@ -502,6 +523,7 @@ def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from:
         patentminer mine --strategy citation-cpc --out runs/hard --negatives 3 --seed 1
         patentminer mine --strategy cpc-distance --level group --out runs/group --limit-anchors 5000
         patentminer mine --strategy citation-cpc@v1 --out runs/old --seed 1    # re-mine with a pinned version
+        patentminer mine --strategy knn --embeddings runs/emb --out runs/knn --margin 0.95
     """
     from tqdm import tqdm
 
@@ -510,7 +532,9 @@ def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from:
 
     options = MineOptions(strategy=strategy, negatives=negatives, seed=seed, test_from=test_from,
                           dev_fraction=dev_fraction, limit_anchors=limit_anchors, workers=workers,
-                          batch_size=batch_size, level=level, template=template, corpus_size=corpus_size,
+                          batch_size=batch_size, level=level, template=template, eval_queries=eval_queries,
+                          corpus_size=corpus_size, heldout_size=heldout_size, embeddings=embeddings,
+                          embedding_model=embedding_model, neighbours=neighbours, margin=margin, veto=veto,
                           overwrite=overwrite)
     with user_errors():
         options.validate()
@@ -543,9 +567,72 @@ def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from:
                f"(test from {info['test_from']}); negatives by level: {info['levels']}")
     click.echo(f"  anchors: {anchors['eligible']:,} eligible, {anchors['mined']:,} mined, skipped "
                + ", ".join(f"{v:,} {k}" for k, v in anchors["skipped"].items()))
-    click.echo(f"  eval: {info['eval']['queries']:,} queries, {info['eval']['corpus']:,} corpus, "
-               f"{info['eval']['qrels']:,} qrels" + (f"; {info['anchors_per_s']:,} anchors/s"
-                                                    if info.get("anchors_per_s") else ""))
+    if info.get("knn"):
+        k = info["knn"]
+        click.echo(f"  knn: {k['candidates']:,} candidates from {k['model']}; the graph flags "
+                   + ", ".join(f"{r} {s:.1%}" for r, s in k["flagged_share"].items())
+                   + f" (veto {k['veto']}); the margin removed {k['removed_by_margin']:,}")
+    ev = info["eval"]
+    click.echo(f"  eval ({ev['kind']} retrieval): {ev['queries']:,} queries, {ev['corpus']:,} corpus, "
+               f"{ev['qrels']:,} qrels; {ev['heldout']:,} held-out patents for kNN"
+               + (f"; {info['anchors_per_s']:,} anchors/s" if info.get("anchors_per_s") else ""))
+
+
+@main.command("embed")
+@click.option("--model", required=True, help="A hub name, a local sentence-transformers directory, or "
+              "packaged:all-MiniLM-L6-v2.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory (embeddings.npy, patents.parquet, embed.json).")
+@click.option("--template", default="{title} [SEP] {abstract}", show_default=True,
+              help="Text of a patent, from {title} and {abstract} (use the one you mine with).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Texts per forward pass.")
+@click.option("--max-seq-length", type=int, default=None, help="Tokens per text (default: the model's own).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Parallel Neo4j sessions reading texts.")
+@click.option("--overwrite", is_flag=True, help="Replace embeddings of another model, template or graph.")
+@click.option("--json", "as_json", is_flag=True, help="Print embed.json.")
+def embed_cmd(model: str, out_dir: Path, template: str, batch_size: int, max_seq_length: int | None, workers: int,
+              overwrite: bool, as_json: bool) -> None:
+    """Encode every patent in the graph with MODEL (float16, memory-mappable), for `mine --strategy knn`.
+
+    Uses the model's document prompt where it has one and the GPU when there is one; an interrupted
+    run continues where it stopped when run again.
+
+    \b
+    Example:
+        patentminer embed --model packaged:all-MiniLM-L6-v2 --out runs/emb
+        patentminer mine --strategy knn --embeddings runs/emb --out runs/knn
+    """
+    from tqdm import tqdm
+
+    from patentminer.cypher.connection import Graph
+    from patentminer.training.embed import EmbedOptions, embed
+
+    options = EmbedOptions(model=model, template=template, batch_size=batch_size, max_seq_length=max_seq_length,
+                           workers=workers, overwrite=overwrite)
+    with user_errors():
+        options.validate()
+    bar = None if as_json else tqdm(total=0, unit="patent", desc="embedding", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    with user_errors(), contextlib.redirect_stdout(sys.stderr):
+        try:
+            with Graph.connect() as graph:
+                info = embed(graph, out_dir, options, progress=progress,
+                             echo=None if as_json else (lambda m: click.echo(m, err=True)))
+        finally:
+            if bar is not None:
+                bar.close()
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(f"Embedded {info['patents']:,} patents with {info['model']} ({info['dim']} dims, {info['device']}"
+               + (f", {info['texts_per_s']:,} texts/s" if info.get("texts_per_s") else "")
+               + f") into {out_dir} in {info['seconds']}s")
 
 
 # --------------------------------------------------------------------------- training
@@ -564,7 +651,7 @@ def train_cmd(config: Path, resume: bool, sets: tuple[str, ...], as_json: bool) 
     Example:
         patentminer train jobs/hard.toml --set batch_size=64 --set epochs=2
     """
-    from patentminer.training.config import load_config, parse_set
+    from patentminer.jobs import load_train_job, parse_set
     from patentminer.training.evaluate import evaluate
     from patentminer.training.train import is_main_process, train, write_model_card
 
@@ -572,21 +659,29 @@ def train_cmd(config: Path, resume: bool, sets: tuple[str, ...], as_json: bool) 
     echo = (lambda _m: None) if as_json or not main_rank else (lambda m: click.echo(m, err=True))
     # The trainer prints its log dicts to stdout; keep stdout for our summary (and clean JSON).
     with user_errors(), contextlib.redirect_stdout(sys.stderr):
-        job = load_config(config, parse_set(sets))
+        job = load_train_job(config, parse_set(sets))
         summary = train(job, resume=resume, echo=echo)
         if not main_rank:
             return
         test = evaluate([job.output_dir], Path(job.data), Path(job.output_dir) / "eval", echo=echo)
         summary["test"] = test["models"][0]["retrieval"]
-        write_model_card(Path(job.output_dir), summary, summary["test"])
+        summary["test_knn_cpc_subclass_accuracy"] = test["models"][0]["knn_cpc_subclass_accuracy"]
+        write_model_card(Path(job.output_dir), summary, summary["test"], test["dataset"]["benchmark"])
     if as_json:
         echo_json(summary)
         return
     click.echo(f"Trained {summary['base_model']} -> {job.output_dir} ({summary['global_step']} steps, "
                f"{summary['seconds']}s, {summary['device']}/{summary['precision']}, loss {summary['train_loss']:.4f})")
     t = summary["test"]
-    click.echo(f"  test: MRR@10 {t.get('mrr@10', 0):.4f}, NDCG@10 {t.get('ndcg@10', 0):.4f}, "
-               f"accuracy@1 {t.get('accuracy@1', 0):.4f}; card in {job.output_dir}/MODEL_CARD.md")
+    knn = summary["test_knn_cpc_subclass_accuracy"]
+    knn_text = (f"kNN CPC subclass accuracy {knn:.4f}" if knn is not None
+                else "no kNN CPC accuracy (too few held-out patents)")
+    if t:
+        click.echo(f"  test: MRR@10 {t['mrr@10']:.4f}, NDCG@10 {t['ndcg@10']:.4f}, accuracy@1 {t['accuracy@1']:.4f}; "
+                   f"{knn_text}")
+    else:
+        click.echo(f"  test: no retrieval metrics (no test query has a relevant patent in {job.data}); {knn_text}")
+    click.echo(f"  card: {job.output_dir}/MODEL_CARD.md")
 
 
 @main.command("evaluate")
@@ -596,25 +691,34 @@ def train_cmd(config: Path, resume: bool, sets: tuple[str, ...], as_json: bool) 
               help="Report directory (default: DATA/report).")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json.")
 def evaluate_cmd(models: tuple[str, ...], data: Path, out_dir: Path | None, as_json: bool) -> None:
-    """Compare MODELs on the held-out citation retrieval benchmark; writes report.md, metrics.json, plots.
+    """Compare MODELs on DATA's held-out benchmark; writes report.md, metrics.json, plots.
 
+    The benchmark is the one `patentminer mine` wrote: bounded and seeded (citation retrieval, or CPC
+    retrieval for data without citations), plus kNN CPC-subclass accuracy on held-out patents.
     A MODEL is a local directory, a hub name, or packaged:all-MiniLM-L6-v2.
 
     \b
     Example:
         patentminer evaluate packaged:all-MiniLM-L6-v2 models/random models/hard --data runs/hard
     """
-    from patentminer.training.evaluate import HEADLINE, evaluate
+    from patentminer.training.evaluate import HEADLINE, evaluate, short_name
 
     out = out_dir or data / "report"
     with user_errors(), contextlib.redirect_stdout(sys.stderr):
-        report = evaluate(list(models), data, out, echo=None if as_json else (lambda m: click.echo(m, err=True)))
+        report = evaluate(list(models), data, out, echo=None if as_json else (lambda m: click.echo(m, err=True)),
+                          progress=not as_json)
     if as_json:
         echo_json(report)
         return
-    click.echo(f"{'model':<40} " + " ".join(f"{k:>11}" for k in HEADLINE))
+    click.echo(f"Benchmark: {report['dataset']['benchmark']}")
+    columns = [k for k in HEADLINE if any(r["retrieval"] for r in report["models"])] + ["knn"]
+    click.echo(f"{'model':<40} " + " ".join(f"{k:>11}" for k in columns))
     for r in report["models"]:
-        click.echo(f"{r['model'][-40:]:<40} " + " ".join(f"{r['retrieval'].get(k, 0):>11.4f}" for k in HEADLINE))
+        values = [r["retrieval"].get(k) for k in columns[:-1]] + [r["knn_cpc_subclass_accuracy"]]
+        click.echo(f"{short_name(r['model'])[-40:]:<40} "
+                   + " ".join(f"{v:>11.4f}" if v is not None else f"{'-':>11}" for v in values))
+    if not any(r["retrieval"] for r in report["models"]):
+        click.echo("No retrieval metrics: no test query has a relevant patent in this benchmark.")
     click.echo(f"Report: {out / 'report.md'}")
 
 

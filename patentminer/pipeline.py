@@ -35,10 +35,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from patentminer.errors import ConfigError, PatentminerError
+from patentminer.errors import PatentminerError
+from patentminer.jobs import PipelineJob, load_pipeline_job, pipeline_job
 
 Echo = Callable[[str], None]
-SECTIONS = {"work_dir", "source", "etl", "mine", "train", "evaluate"}
 
 
 class StageError(PatentminerError):
@@ -47,36 +47,22 @@ class StageError(PatentminerError):
 
 @dataclass(frozen=True)
 class Job:
-    work_dir: Path
-    source: dict[str, Any]
-    etl: dict[str, Any]
-    mine: dict[str, Any]
-    train: dict[str, Any]
-    evaluate: dict[str, Any]
+    """A validated pipeline job (:class:`patentminer.jobs.PipelineJob`) and the file it came from."""
+
+    spec: PipelineJob
     path: Path | None = None
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.spec.work_dir)
 
     @staticmethod
     def from_dict(raw: dict[str, Any], base: Path, path: Path | None = None) -> Job:
-        unknown = sorted(set(raw) - SECTIONS)
-        if unknown:
-            raise ConfigError(f"job: unknown section {unknown[0]!r}; valid: {', '.join(sorted(SECTIONS))}.")
-        src = dict(raw.get("source", {}))
-        if ("dir" in src) == ("synth_patents" in src):
-            raise ConfigError("job [source] needs exactly one of dir = \"PATH\" or synth_patents = N.")
-        if "dir" in src:
-            src["dir"] = str((base / src["dir"]).resolve())
-        work = Path(raw.get("work_dir", "pipeline-output"))
-        mine = {"strategies": ["citation-cpc", "random"], "negatives": 3, "seed": 0, **raw.get("mine", {})}
-        if not mine["strategies"]:
-            raise ConfigError("job [mine] strategies is empty; name at least one strategy.")
-        return Job(work if work.is_absolute() else (base / work).resolve(), src, dict(raw.get("etl", {})), mine,
-                   dict(raw.get("train", {})), dict(raw.get("evaluate", {})), path)
+        return Job(pipeline_job(raw, base, path or base / "job.toml"), path)
 
     @staticmethod
     def load(path: Path) -> Job:
-        from patentminer.training.config import read_toml
-
-        return Job.from_dict(read_toml(path), path.parent.resolve(), path)
+        return Job(load_pipeline_job(path), path)
 
 
 def _exists(path: Path) -> bool:
@@ -91,7 +77,6 @@ class Pipeline:
     def __init__(self, job: Job, echo: Echo, from_stage: str | None = None, force: bool = False) -> None:
         self.job = job
         self.echo = echo
-        self.force = force
         self.from_stage = from_stage
         self.forcing = force
         self.work = job.work_dir
@@ -158,32 +143,38 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         from patentminer.cypher.connection import Graph, Neo4jSettings
         from patentminer.cypher.importer import ImportOptions, graph_counts, import_graph
-        from patentminer.cypher.mining import MineOptions, mine
+        from patentminer.cypher.mining import MineOptions, mine, resolve_strategy
         from patentminer.cypher.runtime import Neo4jRuntime
         from patentminer.etl.convert import EtlOptions, run_etl
         from patentminer.etl.synth import SynthConfig, synth
 
-        job, work = self.job, self.work
+        job, work = self.job.spec, self.work
         started = time.monotonic()
-        if "dir" in job.source:
-            src = Path(job.source["dir"])
-            h_src = _hash(job.source, sorted((p.name, p.stat().st_size, p.stat().st_mtime) for p in src.iterdir()))
+        source = job.source.model_dump()
+        if job.source.dir is not None:
+            src = Path(job.source.dir)
+            h_src = _hash(source, sorted((p.name, p.stat().st_size, p.stat().st_mtime) for p in src.iterdir()))
         else:
             src = work / "patentsview"
-            cfg = SynthConfig(patents=int(job.source["synth_patents"]), seed=int(job.source.get("seed", 0)))
-            h_src = self.stage("synth", job.source, lambda: (src / "g_patent.tsv").exists(),
+            cfg = SynthConfig(patents=int(job.source.synth_patents), seed=job.source.seed,
+                              citations_per_patent=job.source.citations_per_patent,
+                              cpc_per_patent=job.source.cpc_per_patent)
+            h_src = self.stage("synth", source, lambda: (src / "g_patent.tsv").exists(),
                                lambda: synth(src, cfg)["rows"])
         csv_dir = work / "import"
-        etl_opts = EtlOptions(keep_withdrawn=bool(job.etl.get("keep_withdrawn", False)),
-                              max_reject_rate=float(job.etl.get("max_reject_rate", 0.001)), overwrite=True)
-        h_etl = self.stage("etl", [h_src, job.etl], lambda: (csv_dir / "manifest.json").exists(),
-                           lambda: run_etl(src, csv_dir, etl_opts)["graph"])
+        etl_opts = EtlOptions(keep_withdrawn=job.etl.keep_withdrawn, max_reject_rate=job.etl.max_reject_rate,
+                              overwrite=True)
+        h_etl = self.stage("etl", [h_src, job.etl.model_dump()], lambda: (csv_dir / "manifest.json").exists(),
+                           lambda: _etl_summary(run_etl(src, csv_dir, etl_opts)))
 
         rt = None if os.environ.get("NEO4J_URI") else Neo4jRuntime()
         if rt is not None:
             rt.install()
             rt.start()
         settings = Neo4jSettings.resolve(rt) if rt else Neo4jSettings.resolve()
+
+        def connect() -> Graph:
+            return Graph(Neo4jSettings.resolve(rt) if rt else settings)  # an import restarts the server
 
         def graph_matches() -> bool:
             manifest = json.loads((csv_dir / "manifest.json").read_text())
@@ -192,45 +183,70 @@ class Pipeline:
 
         h_imp = self.stage("import", [h_etl], graph_matches,
                            lambda: import_graph(csv_dir, ImportOptions(overwrite=True), runtime=rt)["counts"])
+        strategies = list(job.mine.strategies)
+        mine_opts = {k: v for k, v in job.mine.model_dump().items() if k != "strategies"}
+        emb_dir, h_emb = work / "embeddings", ""
+        if job.embed is not None and any(resolve_strategy(s)[0].takes == "knn" for s in strategies):
+            from patentminer.training.embed import EmbedOptions, embed
+
+            emb = job.embed
+
+            def do_embed() -> Any:
+                fresh = not self.resumable(emb_dir)
+                with connect() as g:
+                    info = embed(g, emb_dir, EmbedOptions(model=emb.model, template=mine_opts["template"],
+                                                          batch_size=emb.batch_size,
+                                                          max_seq_length=emb.max_seq_length, overwrite=fresh),
+                                 echo=self.say)
+                return {"patents": info["patents"], "model": info["model"], "texts_per_s": info["texts_per_s"]}
+
+            h_emb = self.stage("embed", [h_imp, emb.model_dump(), mine_opts["template"]],
+                               partial(_exists, emb_dir / "embed.json"), do_embed)
         mined: dict[str, tuple[Path, str]] = {}
-        for strategy in job.mine["strategies"]:
+        for strategy in strategies:
             target = work / "mined" / strategy.replace("@", "_")
-            opts = {k: v for k, v in job.mine.items() if k != "strategies"}
+            knn = resolve_strategy(strategy)[0].takes == "knn"
+            extra = {"embeddings": str(emb_dir), "embedding_model": job.embed.model} if knn and job.embed else {}
 
-            def do_mine(strategy: str = strategy, target: Path = target, opts: dict[str, Any] = opts) -> Any:
+            def do_mine(strategy: str = strategy, target: Path = target, extra: dict[str, Any] = extra) -> Any:
                 fresh = not self.resumable(target)
-                with Graph(Neo4jSettings.resolve(rt) if rt else settings) as g:
-                    info = mine(g, target, MineOptions(strategy=strategy, overwrite=fresh, **opts))
-                return {"rows": info["rows"], "query": info["query"]["ref"], "skipped": info["anchors"]["skipped"],
-                        "levels": info["levels"], "eval": info["eval"]}
+                with connect() as g:
+                    info = mine(g, target, MineOptions(strategy=strategy, overwrite=fresh, **mine_opts, **extra))
+                summary = {"rows": info["rows"], "query": info["query"]["ref"], "skipped": info["anchors"]["skipped"],
+                           "levels": info["levels"], "eval": {k: info["eval"][k] for k in ("kind", "queries",
+                                                                                          "corpus", "heldout")}}
+                if info.get("knn"):
+                    summary["vetoed"] = info["knn"]["flagged_share"]
+                return summary
 
-            h = self.stage(f"mine:{strategy}", [h_imp, strategy, opts], partial(_exists, target / "dataset.json"),
-                           do_mine)
+            h = self.stage(f"mine:{strategy}", [h_imp, h_emb if knn else "", strategy, mine_opts],
+                           partial(_exists, target / "dataset.json"), do_mine)
             mined[strategy] = (target, h)
 
-        models: list[str] = list(job.evaluate.get("base_models", []))
+        models: list[str] = list(job.evaluate.base_models)
         trained_hashes = []
-        if job.train:
-            from patentminer.training.config import TrainConfig, validate
+        if job.train is not None:
+            from patentminer.jobs import TrainConfig, check_data
             from patentminer.training.train import train, write_model_card
 
+            settings_dump = job.train.model_dump()
             for strategy, (data, h_mine) in mined.items():
                 out = work / "models" / strategy.replace("@", "_")
-                tcfg = TrainConfig(data=str(data), output_dir=str(out), **job.train)
-                validate(tcfg)
+                tcfg = TrainConfig(data=str(data), output_dir=str(out), **settings_dump)
 
                 def do_train(cfg: TrainConfig = tcfg, out: Path = out) -> Any:
                     import shutil
 
+                    check_data(cfg)
                     resume = self.resumable(out) and (out / "checkpoints").exists()
                     if not resume:
                         shutil.rmtree(out, ignore_errors=True)
                         self.resumable(out)
                     summary = train(cfg, resume=resume, echo=self.say)
                     write_model_card(out, summary, None)
-                    return {k: summary[k] for k in ("global_step", "train_loss", "seconds", "dev")}
+                    return {k: summary[k] for k in ("global_step", "train_loss", "seconds")}
 
-                h = self.stage(f"train:{strategy}", [h_mine, job.train], partial(_exists, out / "training.json"),
+                h = self.stage(f"train:{strategy}", [h_mine, settings_dump], partial(_exists, out / "training.json"),
                                do_train)
                 trained_hashes.append(h)
                 models.append(str(out))
@@ -255,6 +271,11 @@ class Pipeline:
                 "report": str(report_dir / "report.html") if models else None, "stages": self.state}
 
 
+def _etl_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    graph: dict[str, Any] = manifest["graph"]
+    return graph
+
+
 def write_reports(p: Pipeline, models: list[str]) -> None:
     """report.md and a self-contained report.html: provenance, metrics, plots, stage timings, commands."""
     report_dir = p.work / "report"
@@ -266,13 +287,12 @@ def write_reports(p: Pipeline, models: list[str]) -> None:
     etl = json.loads((p.work / "import" / "manifest.json").read_text())
     evaluated = (report_dir / "report.md").read_text().split("\n## Pipeline\n")[0]  # re-runs rewrite this part
     md = [evaluated.rstrip(), "", "## Pipeline", ""]
-    md.append("| stage | seconds | summary |")
+    md.append("| stage | seconds | what it made |")
     md.append("|---|---:|---|")
     for name, st in state.items():
         if name.startswith("_"):
             continue
-        summ = json.dumps(st.get("summary"), default=str)
-        md.append(f"| {name} | {st.get('seconds')} | {summ[:160]}{'...' if len(summ) > 160 else ''} |")
+        md.append(f"| {name} | {st.get('seconds')} | {readable(name, st.get('summary') or {})} |")
     c = etl["counts"]
     md += ["", f"Patents: {c['patents']['rows_read']:,} read, {c['patents']['written']:,} kept. Citations: "
            f"{c['citations']['rows_read']:,} read, {c['citations']['written']:,} kept "
@@ -283,6 +303,36 @@ def write_reports(p: Pipeline, models: list[str]) -> None:
     text = "\n".join(md)
     (report_dir / "report.md").write_text(text)
     (report_dir / "report.html").write_text(_html(text, report_dir, metrics))
+
+
+def _n(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def readable(stage: str, summary: dict[str, Any]) -> str:
+    """A stage's summary as a short sentence for the report's table."""
+    kind = stage.split(":")[0]
+    if kind == "synth":
+        return ", ".join(f"{k} {_n(v)}" for k, v in summary.items()) + " rows"
+    if kind in ("etl", "import"):
+        nodes, rels = summary.get("nodes", {}), summary.get("relationships", {})
+        return (f"{_n(sum(nodes.values()))} nodes ({_n(nodes.get('Patent', 0))} patents), "
+                + ", ".join(f"{_n(v)} {k}" for k, v in rels.items()))
+    if kind == "embed":
+        return f"{_n(summary.get('patents'))} patents with {summary.get('model')}, {summary.get('texts_per_s')} texts/s"
+    if kind == "mine":
+        rows, ev = summary.get("rows", {}), summary.get("eval", {})
+        text = (f"{summary.get('query')}: rows " + " / ".join(f"{k} {_n(v)}" for k, v in rows.items())
+                + f"; {ev.get('kind')} benchmark {_n(ev.get('queries'))} queries over {_n(ev.get('corpus'))} "
+                f"patents, {_n(ev.get('heldout'))} held-out")
+        if summary.get("vetoed"):
+            text += "; vetoed " + ", ".join(f"{k} {v:.0%}" for k, v in summary["vetoed"].items() if v)
+        return text
+    if kind == "train":
+        return f"{_n(summary.get('global_step'))} steps, loss {summary.get('train_loss', float('nan')):.3f}"
+    if kind == "evaluate":
+        return f"{len(summary)} models"
+    return ""
 
 
 def _html(markdown: str, report_dir: Path, metrics: dict[str, Any]) -> str:

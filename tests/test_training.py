@@ -20,10 +20,11 @@ from patentminer.cypher.connection import Graph
 from patentminer.cypher.importer import ImportOptions, import_graph
 from patentminer.cypher.mining import MineOptions, mine
 from patentminer.cypher.runtime import Neo4jRuntime
+from patentminer.dataset.reader import MinedDataset
 from patentminer.etl.convert import EtlOptions, run_etl
 from patentminer.etl.synth import SynthConfig, synth
-from patentminer.training.config import TrainConfig, load_config
-from patentminer.training.metrics import ir_metrics
+from patentminer.jobs import TrainConfig, load_train_job, parse_set
+from patentminer.training.metrics import ir_metrics, knn_accuracy, score_rankings, top_k
 from patentminer.training.tiny import build_tiny_encoder
 from patentminer.training.train import dev_evaluator, load_model, train
 
@@ -37,13 +38,14 @@ def mined(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytest.T
     import_graph(csv, ImportOptions(overwrite=True), runtime=runtime)
     out = tmp_path_factory.mktemp("mined")
     with Graph(graph.settings) as g:
-        mine(g, out, MineOptions(negatives=3, seed=1, corpus_size=1000))
+        mine(g, out, MineOptions(negatives=3, seed=1, corpus_size=1000, eval_queries=300, heldout_size=300))
     return out
 
 
 @pytest.fixture(scope="module")
 def tiny(mined: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    texts = pl.read_parquet(mined / "train.parquet")["anchor"].to_list()
+    store = MinedDataset.open(mined).texts()
+    texts = store.get(range(len(store)))
     return build_tiny_encoder(texts, tmp_path_factory.mktemp("tiny") / "model", hidden=64, layers=2)
 
 
@@ -72,15 +74,90 @@ def test_metrics_match_hand_computed_example() -> None:
     assert m["recall@1"] == pytest.approx((0 + 1 / 2) / 2)
 
 
+def _dense_rankings(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
+    """The reference: the whole score matrix, sorted stably (ties by corpus order)."""
+    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    cn = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    return np.argsort(-(qn @ cn.T), axis=1, kind="stable")
+
+
+def test_chunked_rankings_and_metrics_equal_the_dense_ones() -> None:
+    rng = np.random.default_rng(3)
+    corpus = rng.normal(size=(1500, 24)).astype(np.float32)
+    corpus[10] = corpus[700] = corpus[1400] = corpus[3]  # ties, across chunks
+    queries = rng.normal(size=(230, 24)).astype(np.float32)
+    queries[5] = corpus[3]
+    ranked, scores = top_k(queries, corpus, 100, query_chunk=17, corpus_chunk=113)
+    dense = _dense_rankings(queries, corpus)[:, :100]
+    assert (ranked == dense).all() and (np.diff(scores, axis=1) <= 0).all()
+    qids = [f"q{i}" for i in range(len(queries))]
+    cids = [f"c{i}" for i in range(len(corpus))]
+    relevant = {q: {cids[j] for j in rng.choice(len(corpus), size=int(rng.integers(1, 30)), replace=False)}
+                for q in qids[:200]}  # the last 30 queries have none: they do not count
+    chunked = ir_metrics(queries, corpus, qids, cids, relevant, query_chunk=17, corpus_chunk=113)
+    reference = score_rankings(dense, qids, cids, relevant)
+    assert chunked == reference and chunked["queries"] == 200.0
+    assert ir_metrics(queries, corpus, qids, cids, {}) == {}
+
+
+def test_a_query_never_retrieves_itself() -> None:
+    emb = np.eye(6, dtype=np.float32) + 0.01
+    ids = [f"p{i}" for i in range(6)]
+    ranked, _ = top_k(emb, emb, 3, exclude=np.arange(6), corpus_chunk=4)
+    assert all(i not in row for i, row in enumerate(ranked.tolist()))
+    short, _ = top_k(emb[:1], emb[:2], 5, exclude=np.array([0]))
+    assert short.tolist() == [[1, -1, -1, -1, -1]]
+    m = ir_metrics(emb, emb, ids, ids, {"p0": {"p0", "p1"}})
+    assert m["recall@10"] == 0.5  # p0 itself is never retrieved
+
+
+def test_knn_accuracy_chunked_equals_dense() -> None:
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(5, 16))
+    labels = [f"L{i % 5}" for i in range(400)]
+    emb = (centres[[i % 5 for i in range(400)]] + rng.normal(scale=1.5, size=(400, 16))).astype(np.float32)
+    fold = np.random.default_rng(0).permutation(400) % 5
+    correct = 0
+    for f in range(5):
+        test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        nn = _dense_rankings(emb[test], emb[train])[:, :5]
+        for row, t in zip(nn, test, strict=True):
+            votes = [labels[train[j]] for j in row]
+            correct += max(sorted(set(votes)), key=votes.count) == labels[t]
+    assert knn_accuracy(emb, labels, query_chunk=7, corpus_chunk=50) == correct / 400
+    assert 0.3 < correct / 400 < 1.0
+    assert knn_accuracy(emb[:9], labels[:9]) is None
+
+
+def test_dev_metrics_equal_sentence_transformers_evaluator(tiny: Path, mined: Path) -> None:
+    """One implementation of the IR metrics: ours equal sentence-transformers' InformationRetrievalEvaluator
+    on the same dev benchmark (no query in the corpus, where ours would leave itself out)."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    ev = dev_evaluator(MinedDataset.open(mined), load_train_job(job(mined.parent, tiny, mined)))
+    corpus = {c: t for c, t in ev.corpus.items() if c not in ev.queries}
+    relevant = {q: r & set(corpus) for q, r in ev.relevant.items() if r & set(corpus)}
+    ev.corpus, ev.relevant = corpus, relevant
+    model = load_model(str(tiny))
+    ours = ev(model)
+    theirs = InformationRetrievalEvaluator(ev.queries, corpus, relevant, name="dev", mrr_at_k=[10], ndcg_at_k=[10],
+                                           accuracy_at_k=[1, 3, 5, 10], precision_recall_at_k=[1, 3, 5, 10],
+                                           map_at_k=[100], score_functions=None, show_progress_bar=False)(model)
+    shared = [k for k in ours if k.startswith("dev_") and k != "dev_queries"]
+    assert len(shared) == 15
+    for key in shared:
+        assert ours[key] == pytest.approx(theirs["dev_cosine_" + key.removeprefix("dev_")], abs=1e-6), key
+
+
 def test_training_lowers_loss_and_improves_dev_mrr(tmp_path: Path, tiny: Path, mined: Path) -> None:
-    config = load_config(job(tmp_path, tiny, mined, max_steps=120, batch_size=32, eval_steps=60, save_steps=60))
-    before = dev_evaluator(pl.read_parquet(mined / "dev.parquet"), config)(load_model(str(tiny)))
+    config = load_train_job(job(tmp_path, tiny, mined, max_steps=120, batch_size=16, eval_steps=60, save_steps=60))
+    before = dev_evaluator(MinedDataset.open(mined), config)(load_model(str(tiny)))
     summary = train(config)
     log = [json.loads(x) for x in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < losses[0]
-    assert summary["dev"]["cosine_mrr@10"] > before["dev_cosine_mrr@10"]
-    assert summary["global_step"] == 120 and summary["dataset"]["query"] == "citation-cpc@v3"
+    assert summary["dev"]["mrr@10"] > before["dev_mrr@10"]
+    assert summary["global_step"] == 120 and summary["dataset"]["query"] == "citation-cpc@v5"
 
 
 @pytest.mark.parametrize("extra", [{"loss": "cached_mnrl", "mini_batch_size": 4}, {"loss": "triplet"},
@@ -95,7 +172,7 @@ def test_every_loss_runs(tmp_path: Path, tiny: Path, mined: Path, extra: dict[st
     model = SentenceTransformer(str(tmp_path / "out"))
     assert model.encode(["a patent"]).shape == (1, 64)
     card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
-    assert "citation-cpc@v3" in card and "Test metrics" in card
+    assert "citation-cpc@v5" in card and "Test metrics" in card
     if "matryoshka_dims" in extra:
         report = json.loads((tmp_path / "out" / "eval" / "metrics.json").read_text())
         assert set(report["models"][0]["matryoshka"]) == {"32", "16"}
@@ -109,13 +186,23 @@ def test_resume_finishes_at_the_same_step(tmp_path: Path, tiny: Path, mined: Pat
             if state.global_step == 7:
                 raise KeyboardInterrupt
 
-    config = load_config(job(tmp_path, tiny, mined, max_steps=10, save_steps=5, eval_steps=5))
+    config = load_train_job(job(tmp_path, tiny, mined, max_steps=10, save_steps=5, eval_steps=5))
     with pytest.raises(KeyboardInterrupt):
         train(config, callbacks=[Interrupt()])
     assert (tmp_path / "out" / "checkpoints" / "checkpoint-5").exists()
     assert not (tmp_path / "out" / "training.json").exists()
     resumed = train(config, resume=True)
     assert resumed["global_step"] == 10 and resumed["resumed_from"].endswith("checkpoint-5")
+
+
+def copy_dataset(src: Path, dst: Path, change: Any) -> Path:
+    """A copy of a mined dataset whose train and dev splits went through ``change``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    for split in ("train", "dev"):
+        change(pl.read_parquet(src / f"{split}.parquet")).write_parquet(dst / f"{split}.parquet")
+    return dst
 
 
 def _error(args: list[str]) -> str:
@@ -126,35 +213,40 @@ def _error(args: list[str]) -> str:
 
 def test_bad_job_files(tmp_path: Path, tiny: Path, mined: Path) -> None:
     p = job(tmp_path, tiny, mined, loss="arcface")
-    assert _error(["train", str(p)]) == ("Error: loss 'arcface' is not known; use one of mnrl, cached_mnrl, triplet "
-                                         "(matryoshka_dims wraps any of them).")
+    assert _error(["train", str(p)]) == (f"Error: {p}: loss 'arcface' is not known; use one of mnrl, cached_mnrl, "
+                                         "triplet (matryoshka_dims wraps any of them).")
     p = job(tmp_path, tiny, mined, epoch=3)
     assert _error(["train", str(p)]).startswith(f"Error: {p}: unknown key 'epoch'; valid keys: batch_size, ")
     p = job(tmp_path, tiny, mined, model=str(tmp_path / "missing"))
     assert _error(["train", str(p)]) == (
-        f"Error: model directory {tmp_path / 'missing'} does not exist; give a local sentence-transformers model, a "
-        "hub name, or packaged:all-MiniLM-L6-v2.")
+        f"Error: {p}: model directory {tmp_path / 'missing'} does not exist; give a local sentence-transformers model, "
+        "a hub name, or packaged:all-MiniLM-L6-v2.")
     p = job(tmp_path, tiny, mined, matryoshka_dims=[128, 64])
     assert _error(["train", str(p)]) == ("Error: matryoshka_dims [128, 64] start above the model's embedding size 64; "
                                          "use dimensions <= 64.")
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    pl.read_parquet(mined / "train.parquet").drop("positive").write_parquet(bad / "train.parquet")
-    pl.read_parquet(mined / "dev.parquet").write_parquet(bad / "dev.parquet")
+    bad = copy_dataset(mined, tmp_path / "bad", lambda df: df.drop("positive_id"))
     p = job(tmp_path, tiny, bad)
     assert _error(["train", str(p)]) == (
-        f"Error: {bad}/train.parquet lacks column 'positive'; it needs anchor, positive and negative_1..negative_K "
-        "(as `patentminer mine` writes them).")
+        f"Error: {bad}/train.parquet lacks column 'positive_id'; a split holds anchor_id, positive_id and "
+        "negative_1_id..negative_K_id (as `patentminer mine` writes them).")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "dataset.json").write_text(json.dumps({"format": 1}))
+    assert _error(["train", str(job(tmp_path, tiny, old))]) == (
+        f"Error: {old} holds dataset format 1 (texts in every row, an unbounded benchmark); this patentminer reads "
+        "format 2: mine it again with `patentminer mine ... --overwrite`.")
     p = job(tmp_path, tiny, mined)
     assert _error(["train", str(p), "--set", "batch_size"]) == (
         "Error: --set 'batch_size' is not key=value; for example --set batch_size=64.")
-    assert _error(["train", str(p), "--set", "compile=maybe"]) == "Error: compile = 'maybe' is not a valid bool."
+    assert _error(["train", str(p), "--set", "compile=maybe"]) == f"Error: {p}: compile = 'maybe' is not a valid bool."
     assert _error(["train", str(p), "--set", "dataloader_workers=-2"]) == (
-        "Error: dataloader_workers = -2; use -1 (automatic), 0 (tokenise in the training process) or a number of "
-        "worker processes.")
+        f"Error: {p}: dataloader_workers = -2; use -1 (automatic), 0 (tokenise in the training process) or a number "
+        "of worker processes.")
     assert _error(["train", str(p), "--set", "eval_steps=-5"]) == (
-        "Error: eval_steps = -5, save_steps = 0; use 0 (once per epoch), a number of steps, or eval_steps = -1 (no "
-        "dev evaluation while training).")
+        f"Error: {p}: eval_steps = -5, save_steps = 0; use 0 (once per epoch), a number of steps, or eval_steps = -1 "
+        "(no dev evaluation while training).")
+    assert _error(["train", str(p), "--set", "batch_size=many"]) == (
+        f"Error: {p}: batch_size = 'many' is not a valid int.")
     rows = pl.read_parquet(mined / "train.parquet").height
     assert _error(["train", str(p), "--set", f"batch_size={rows + 1}"]) == (
         f"Error: batch_size {rows + 1} x gradient_accumulation 1 is larger than the {rows:,} training rows; lower "
@@ -163,11 +255,8 @@ def test_bad_job_files(tmp_path: Path, tiny: Path, mined: Path) -> None:
 
 def test_no_full_batch_is_an_error_not_a_model(tmp_path: Path, tiny: Path, mined: Path) -> None:
     """Every row shares one positive: the no-duplicates sampler forms no batch, so no step would run."""
-    same = tmp_path / "same"
-    same.mkdir()
-    for split in ("train", "dev"):
-        df = pl.read_parquet(mined / f"{split}.parquet").head(40)
-        df.with_columns(pl.lit(df["positive"][0]).alias("positive")).write_parquet(same / f"{split}.parquet")
+    same = copy_dataset(mined, tmp_path / "same",
+                        lambda df: df.head(40).with_columns(pl.lit(df["positive_id"][0]).alias("positive_id")))
     p = job(tmp_path, tiny, same, batch_size=8)
     assert _error(["train", str(p)]) == (
         "Error: no training step ran: the no-duplicates sampler found no full batch of 8 rows without repeated "
@@ -176,7 +265,7 @@ def test_no_full_batch_is_an_error_not_a_model(tmp_path: Path, tiny: Path, mined
 
 
 def test_evaluate_report_side_by_side(tmp_path: Path, tiny: Path, mined: Path) -> None:
-    config = load_config(job(tmp_path, tiny, mined, max_steps=6))
+    config = load_train_job(job(tmp_path, tiny, mined, max_steps=6))
     train(config)
     out = tmp_path / "report"
     result = CliRunner().invoke(main, ["evaluate", str(tiny), config.output_dir, "--data", str(mined), "--out",
@@ -188,15 +277,16 @@ def test_evaluate_report_side_by_side(tmp_path: Path, tiny: Path, mined: Path) -
         assert 0 <= m["retrieval"]["mrr@10"] <= 1 and 0 <= m["knn_cpc_subclass_accuracy"] <= 1
         assert (out / m["plot"]).stat().st_size > 1000
     md = (out / "report.md").read_text()
-    assert md.count("| `") == 2 and "citation-cpc@v3" in md
+    assert "citation-cpc@v5" in md and "Differences from the base model (`model`)" in md
+    assert md.count("| `model` |") == 1 and md.count("| `out` |") == 2  # metrics row; gains + metrics rows
 
 
-def test_config_defaults_are_frozen(tmp_path: Path, tiny: Path, mined: Path) -> None:
-    config = load_config(job(tmp_path, tiny, mined), {"batch_size": "8", "compile": "false", "eval_steps": "-1"})
-    assert isinstance(config, TrainConfig) and config.batch_size == 8
-    assert config.compile is False and config.eval_steps == -1 and config.dataloader_workers == -1
-    with pytest.raises(AttributeError):
-        config.batch_size = 4  # type: ignore[misc]
+def test_set_overrides_are_typed(tmp_path: Path, tiny: Path, mined: Path) -> None:
+    assert parse_set(["batch_size=8", "compile=false", "eval_steps=-1", "matryoshka_dims=[64, 32]", "loss=mnrl"]) == {
+        "batch_size": 8, "compile": False, "eval_steps": -1, "matryoshka_dims": [64, 32], "loss": "mnrl"}
+    config = load_train_job(job(tmp_path, tiny, mined), parse_set(["batch_size=8", "matryoshka_dims=[64, 32]"]))
+    assert isinstance(config, TrainConfig) and config.batch_size == 8 and config.matryoshka_dims == (64, 32)
+    assert config.dataloader_workers == -1 and config.data == str(mined)
 
 
 def test_torchrun_two_processes_train_one_model(tmp_path: Path, tiny: Path, mined: Path) -> None:

@@ -19,8 +19,13 @@ from typing import Any
 
 import polars as pl
 
+from patentminer.dataset.reader import MinedDataset, TextStore
 from patentminer.errors import ConfigError
-from patentminer.training.config import PACKAGED, TrainConfig
+from patentminer.jobs import PACKAGED, TrainConfig
+
+#: Dev rows used while training: for the retrieval evaluation and the dev loss (a full-size dev split
+#: has hundreds of thousands).
+DEV_ROWS = 2_000
 
 Echo = Callable[[str], None]
 
@@ -81,15 +86,34 @@ def dataloader_workers(requested: int, device: str) -> int:
     return min(4, os.cpu_count() or 1) if device == "cuda" else 0
 
 
-def read_split(data: Path, split: str, config: TrainConfig) -> tuple[Any, int]:
-    """The split as a datasets.Dataset with the columns the loss takes, and K used."""
+class TextsOf:
+    """A dataset transform: text-store row numbers -> texts, column by column (picklable by the store's
+    path, for data-loader workers)."""
+
+    def __init__(self, store: TextStore, columns: list[str]) -> None:
+        self.store, self.columns = store, columns
+
+    def __call__(self, batch: dict[str, list[int]]) -> dict[str, list[str]]:
+        return {c: self.store.get(batch[c]) for c in self.columns}
+
+
+def read_split(data: MinedDataset, split: str, config: TrainConfig, limit: int | None = None) -> tuple[Any, int]:
+    """The split as a datasets.Dataset with the columns the loss takes (anchor, positive, negative_1..), and K.
+
+    Rows hold row numbers of the text store, turned into texts when a batch is read: a full-size
+    split is never in memory as text. ``limit`` keeps the first rows only.
+    """
     from datasets import Dataset
 
-    df = pl.read_parquet(data / f"{split}.parquet")
-    k_all = sum(1 for c in df.columns if c.startswith("negative_") and not c.endswith("_id"))
-    k = 1 if config.loss == "triplet" else (k_all if config.negatives is None else config.negatives)
+    df = data.split(split)
+    if limit is not None:
+        df = df.head(limit)
+    k = 1 if config.loss == "triplet" else (data.negatives if config.negatives is None else config.negatives)
     cols = ["anchor", "positive"] + [f"negative_{i + 1}" for i in range(k)]
-    return Dataset.from_dict({c: df[c].to_list() for c in cols}), k
+    store = data.texts()
+    ds = Dataset.from_dict({c: store.rows(df[f"{c}_id"]) for c in cols})
+    ds.set_transform(TextsOf(store, cols))
+    return ds, k
 
 
 def build_loss(model: Any, config: TrainConfig) -> Any:
@@ -111,24 +135,21 @@ def build_loss(model: Any, config: TrainConfig) -> Any:
     return loss
 
 
-def dev_evaluator(dev: pl.DataFrame, config: TrainConfig, limit: int = 2000) -> Any:
-    """Citation retrieval on the dev split: anchors query a corpus of dev positives and negatives."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+def dev_evaluator(data: MinedDataset, config: TrainConfig, limit: int = DEV_ROWS) -> Any:
+    """Citation retrieval on the dev split (the first ``limit`` rows): anchors query a corpus of dev
+    positives and negatives, scored like ``patentminer evaluate``."""
+    from patentminer.training.evaluate import RetrievalEvaluator
 
-    dev = dev.head(limit)
-    queries: dict[str, Any] = dict(zip(dev["anchor_id"].to_list(), dev["anchor"].to_list(), strict=True))
-    corpus: dict[str, Any] = {}
-    for col in [c for c in dev.columns if c.endswith("_id") and c != "anchor_id"]:
-        corpus.update(zip(dev[col].to_list(), dev[col.removesuffix("_id")].to_list(), strict=True))
+    dev = data.split("dev").head(limit)
+    store = data.texts()
+    id_cols = [c for c in dev.columns if c.endswith("_id")]
+    ids = pl.concat([dev[c] for c in id_cols]).unique().sort()
+    text = dict(zip(ids.to_list(), store.get(store.rows(ids)), strict=True))
+    queries = {a: text[a] for a in dev["anchor_id"].to_list()}
+    corpus = {c: text[c] for col in id_cols if col != "anchor_id" for c in dev[col].to_list()}
     relevant = {a: {p} for a, p in zip(dev["anchor_id"].to_list(), dev["positive_id"].to_list(), strict=True)}
-    kwargs: dict[str, Any] = {"name": "dev", "show_progress_bar": False, "mrr_at_k": [10], "ndcg_at_k": [10],
-                              "accuracy_at_k": [1, 3, 5, 10], "precision_recall_at_k": [1, 3, 5, 10],
-                              "map_at_k": [100]}
-    if config.query_prompt:
-        kwargs["query_prompt"] = config.query_prompt
-    if config.document_prompt:
-        kwargs["corpus_prompt"] = config.document_prompt
-    return InformationRetrievalEvaluator(queries, corpus, relevant, **kwargs)
+    return RetrievalEvaluator(queries, corpus, relevant, name="dev", query_prompt=config.query_prompt,
+                              document_prompt=config.document_prompt)
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
@@ -147,6 +168,8 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
     from sentence_transformers.base.sampler import BatchSamplers
     from transformers import TrainerCallback
 
+    from patentminer.training.sampler import NoDuplicatePatentsBatchSampler
+
     say = echo or (lambda _m: None)
     out = Path(config.output_dir)
     data = Path(config.data)
@@ -154,9 +177,9 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
         raise ConfigError(f"{out} already holds a trained model; choose another output_dir (or --resume an "
                           "interrupted run).")
     device, bf16, fp16 = choose_precision(config.precision)
-    train_ds, k = read_split(data, "train", config)
-    dev_df = pl.read_parquet(data / "dev.parquet")
-    dev_ds, _ = read_split(data, "dev", config)
+    dataset = MinedDataset.open(data)
+    train_ds, k = read_split(dataset, "train", config)
+    dev_ds, _ = read_split(dataset, "dev", config, limit=DEV_ROWS)
     in_batch = config.loss in ("mnrl", "cached_mnrl")
     if in_batch and len(train_ds) < config.batch_size * config.gradient_accumulation:
         raise ConfigError(f"batch_size {config.batch_size} x gradient_accumulation {config.gradient_accumulation} is "
@@ -192,7 +215,7 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
         data_seed=config.seed,
         bf16=bf16,
         fp16=fp16,
-        batch_sampler=BatchSamplers.NO_DUPLICATES if in_batch else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=NoDuplicatePatentsBatchSampler if in_batch else BatchSamplers.BATCH_SAMPLER,
         eval_strategy="no" if config.eval_steps < 0 else "steps",
         eval_steps=eval_steps,
         save_strategy="steps",
@@ -216,7 +239,7 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
                 fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, "time": time.time(),
                                      **(kwargs.get("logs") or {})}) + "\n")
 
-    evaluator = dev_evaluator(dev_df, config)
+    evaluator = dev_evaluator(dataset, config)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
                                          loss=loss, evaluator=evaluator, callbacks=[JsonLog(), *(callbacks or [])])
     checkpoint = _latest_checkpoint(out) if resume else None
@@ -262,7 +285,8 @@ def _provenance(data: Path) -> dict[str, Any]:
             "rows": info.get("rows")}
 
 
-def write_model_card(out: Path, summary: dict[str, Any], test_metrics: dict[str, Any] | None) -> None:
+def write_model_card(out: Path, summary: dict[str, Any], test_metrics: dict[str, Any] | None,
+                     benchmark: str = "") -> None:
     d = summary["dataset"]
     lines = [
         f"# patentminer model: fine-tuned {summary['base_model']}", "",
@@ -276,9 +300,10 @@ def write_model_card(out: Path, summary: dict[str, Any], test_metrics: dict[str,
         "", "## Dev metrics", "",
         *[f"- {k}: {v:.4f}" for k, v in summary["dev"].items() if isinstance(v, float)],
     ]
-    if test_metrics:
-        lines += ["", "## Test metrics (held-out citation retrieval)", "",
-                  *[f"- {k}: {v:.4f}" for k, v in test_metrics.items() if isinstance(v, float)]]
+    if test_metrics is not None:
+        lines += ["", "## Test metrics", "", f"Benchmark: {benchmark}", ""]
+        lines += [f"- {k}: {v:.4f}" for k, v in test_metrics.items() if isinstance(v, float)] or [
+            "No retrieval metrics: no test query has a relevant patent in this benchmark."]
     lines += ["", "Load it with `SentenceTransformer(path)`; `job.json` holds the resolved job, "
               "`train_log.jsonl` the training log.", ""]
     (out / "MODEL_CARD.md").write_text("\n".join(lines))
