@@ -1,7 +1,8 @@
 """``patentminer demo``: the whole pipeline on built-in synthetic data, for a newcomer.
 
-synthetic PatentsView data -> import CSVs -> Neo4j -> citation-cpc and random training sets ->
-all-MiniLM-L6-v2 fine-tuned on each (CPU) -> base vs random-negative vs hard-negative report.
+synthetic PatentsView data -> import CSVs -> Neo4j -> all-MiniLM-L6-v2 embeddings of every patent ->
+citation-cpc (graph-mined), random and knn (model-mined, vetoed by the graph) training sets ->
+all-MiniLM-L6-v2 fine-tuned on each with the same steps (CPU) -> one report: base vs the three arms.
 Finished stages are reused on a second run.
 
 Example::
@@ -27,15 +28,19 @@ class DemoOptions:
     patents: int = 20_000
     seed: int = 7
     train_steps: int = 120
+    eval_queries: int = 1000
     corpus_size: int = 3000
+    heldout_size: int = 1000
 
 
 def demo_job(out: Path, options: DemoOptions) -> Job:
     raw: dict[str, Any] = {
         "work_dir": str(out.resolve()),
         "source": {"synth_patents": options.patents, "seed": options.seed},
-        "mine": {"strategies": ["citation-cpc", "random"], "negatives": 3, "seed": options.seed,
-                 "corpus_size": options.corpus_size},
+        "embed": {"model": BASE_MODEL, "max_seq_length": 128},
+        "mine": {"strategies": ["citation-cpc", "random", "knn"], "negatives": 3, "seed": options.seed,
+                 "eval_queries": options.eval_queries, "corpus_size": options.corpus_size,
+                 "heldout_size": options.heldout_size},
         "train": {"model": BASE_MODEL, "negatives": 1, "batch_size": 16, "max_steps": options.train_steps,
                   "max_seq_length": 64, "learning_rate": 5e-5, "warmup_ratio": 0.1, "seed": options.seed,
                   "eval_steps": max(1, options.train_steps), "save_steps": max(1, options.train_steps // 2)},
