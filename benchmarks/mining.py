@@ -56,8 +56,8 @@ def run_ours(graph: Graph, n: int, workers: int, strategy: str = "citation-cpc",
     out = Path(tempfile.mkdtemp(prefix="bench-mine-"))
     try:
         info = mine(graph, out, MineOptions(strategy=ref, level=level or "subgroup", negatives=3, seed=seed,
-                                            limit_anchors=n, workers=workers, corpus_size=1000,
-                                            batch_size=batch_size))
+                                            limit_anchors=n, workers=workers, eval_queries=100, corpus_size=1000,
+                                            heldout_size=100, batch_size=batch_size))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     t = info["timings_s"]

@@ -24,6 +24,7 @@ speed, not quality).
 
     .venv/bin/python benchmarks/training.py --data runs/hard                      # tiny local encoder, CPU
     python benchmarks/training.py --data runs/hard --model base --seq 256 --fill --batch 32 --batch 128 --json
+    python benchmarks/training.py --data runs/hard --model base --seq 256 --fill --batch 128 --profile-step --profile
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +56,23 @@ def cuda_sync() -> None:
 
 def fill_texts(model: Any, data: Path, out: Path, rows: int, seq: int) -> Path:
     """A copy of ``data`` (train and dev, first ``rows`` rows) whose texts run to about ``seq`` tokens: each is
-    its own row's text followed by the next rows' texts."""
-    per_text = mean_tokens(model, pl.read_parquet(data / "train.parquet")["anchor"].head(500).to_list(), 10_000)
+    its own text followed by the texts of the next patents in the text store."""
+    from patentminer.dataset.assemble import write_texts
+    from patentminer.dataset.reader import MinedDataset
+
+    src = MinedDataset.open(data)
+    store = src.texts()
+    per_text = mean_tokens(model, store.get(range(min(500, len(store)))), 10_000)
     factor = max(1, math.ceil(seq / per_text))
     out.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", rows), ("dev", 500)):
-        df = pl.read_parquet(data / f"{split}.parquet").head(n)
-        text_cols = [c for c in df.columns if c in ("anchor", "positive") or
-                     (c.startswith("negative_") and not c.endswith("_id"))]
-        filled = {}
-        for c in text_cols:
-            values = df[c].to_list()
-            filled[c] = [" ".join(values[(i + j) % len(values)] for j in range(factor)) for i in range(len(values))]
-        df.with_columns(pl.Series(c, v) for c, v in filled.items()).write_parquet(out / f"{split}.parquet")
-    if (data / "dataset.json").exists():
-        shutil.copy(data / "dataset.json", out / "dataset.json")
+    shutil.copy(data / "dataset.json", out / "dataset.json")
+    shutil.copytree(data / "eval", out / "eval", dirs_exist_ok=True)
+    splits = {"train": src.split("train").head(rows), "dev": src.split("dev").head(500), "test": src.split("test")}
+    ids = pl.concat([df[c] for df in splits.values() for c in df.columns if c.endswith("_id")]).unique().sort()
+    filled = [" ".join(store.get([(r + j) % len(store) for j in range(factor)])) for r in store.rows(ids).tolist()]
+    write_texts([pl.DataFrame({"id": ids, "text": filled})], out / "texts.arrow")
+    for split, df in splits.items():
+        df.write_parquet(out / f"{split}.parquet")
     return out
 
 
@@ -83,7 +87,7 @@ def run_ours(model_path: str, data: Path, warm: int, steps: int, seq: int, batch
     so model loading, dataloader start-up and a compile stay out of it."""
     import torch
 
-    from patentminer.training.config import TrainConfig
+    from patentminer.jobs import TrainConfig
     from patentminer.training.train import train
 
     out = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -111,10 +115,11 @@ def run_patentcl(model_path: str, data: Path, steps: int, seq: int, batch: int =
     from sentence_transformers.sentence_transformer import losses
     from torch.utils.data import DataLoader
 
+    from patentminer.dataset.reader import MinedDataset
     from patentminer.training.train import load_model
 
     model = load_model(model_path, seq)
-    df = pl.read_parquet(data / "train.parquet").head(steps * batch)
+    df = MinedDataset.open(data).split_texts("train", limit=steps * batch)
     examples = [InputExample(texts=[a, p, n]) for a, p, n in df.select("anchor", "positive", "negative_1").iter_rows()]
     loader: Any = DataLoader(examples, shuffle=True, batch_size=batch)  # type: ignore[arg-type]
     loss = losses.TripletLoss(model)
@@ -171,7 +176,10 @@ def build_model(name: str | None, data: Path) -> str:
 
     if name not in (None, "tiny", "base"):
         return name
-    texts = pl.read_parquet(data / "train.parquet")["anchor"].head(20_000).to_list()
+    from patentminer.dataset.reader import MinedDataset
+
+    store = MinedDataset.open(data).texts()
+    texts = store.get(range(min(20_000, len(store))))
     out = Path(tempfile.mkdtemp(prefix=f"bench-{name or 'tiny'}-"))
     if name == "base":
         return str(build_tiny_encoder(texts, out, hidden=768, layers=12, heads=12, intermediate=3072,
@@ -204,6 +212,82 @@ def run_all(model_path: str, data: Path, args: argparse.Namespace, batches: list
     return results
 
 
+def time_steps(fn: Callable[[], None], steps: int = 10, warm: int = 3) -> tuple[float, float]:
+    """(ms per step over ``steps``, seconds of the ``warm`` steps before them, compiling included)."""
+    t0 = time.perf_counter()
+    for _ in range(warm):
+        fn()
+    cuda_sync()
+    t1 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    cuda_sync()
+    return (time.perf_counter() - t1) / steps * 1000, t1 - t0
+
+
+def profile_step(args: argparse.Namespace) -> None:
+    """Where one training step of our path spends its time: the MNRL step without the trainer, eager and
+    compiled (``--profile-step``). Tokenises one batch of ``--batch`` rows once, then times forward + backward +
+    AdamW under bf16 autocast (fp32 on the CPU), the GPU synchronised around the timed steps: eager, eager with
+    dropout off, and with the inner transformer compiled (``--compile``); ``--profile`` prints torch.profiler's
+    table of the kernels that took the most time. Against ``run_ours``'s step time: the trainer's overhead."""
+    import torch
+    from sentence_transformers.sentence_transformer import losses
+
+    from patentminer.dataset.reader import MinedDataset
+    from patentminer.training.train import choose_precision, load_model
+
+    batch = (args.batch or [32])[0]
+    device, bf16, _ = choose_precision("auto")
+    model_path = build_model(args.model, args.data)
+    model = load_model(model_path, args.seq, device)
+    data = args.data
+    if args.fill:
+        data = fill_texts(model, data, Path(tempfile.mkdtemp(prefix="prof-fill-")), batch, args.seq)
+    df = MinedDataset.open(data).split_texts("train", limit=batch)
+    cols = ["anchor", "positive"] + [c for c in df.columns if c.startswith("negative_") and not c.endswith("_id")]
+    features: list[dict[str, Any]] = []
+    for c in cols:
+        f = model.preprocess(df[c].to_list())
+        features.append({k: v.to(device) if hasattr(v, "to") else v for k, v in f.items()})
+    loss_fn = losses.MultipleNegativesRankingLoss(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(features, None)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    shape = tuple(features[0]["input_ids"].shape)
+    print(f"{device}, batch {batch} rows x {len(cols)} texts of {shape[1]} tokens, "
+          f"attention {model[0].auto_model.config._attn_implementation}")
+    model.train()
+    ms, warm = time_steps(step, args.steps)
+    print(f"eager step (forward + backward + AdamW): {ms:.1f} ms (warm-up {warm:.1f} s)")
+    model.eval()  # dropout off
+    ms, _ = time_steps(step, args.steps)
+    print(f"eager step, dropout off: {ms:.1f} ms")
+    model.train()
+    if args.compile:
+        inner = model[0].model
+        model[0].model = torch.compile(inner)
+        ms, warm = time_steps(step, args.steps)
+        print(f"compiled transformer: {ms:.1f} ms (warm-up with the compile {warm:.1f} s)")
+        model[0].model = inner
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        with profile(activities=activities) as prof:
+            for _ in range(3):
+                step()
+            cuda_sync()
+        key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=55))
+
+
 def main() -> None:
     import torch
 
@@ -219,8 +303,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, action="append", help="Our batch size; repeat for a sweep (default 32).")
     ap.add_argument("--fill", action="store_true", help="Lengthen texts to about --seq tokens (see above).")
     ap.add_argument("--compile", action="store_true", help="Also time the last --batch with compile = true.")
+    ap.add_argument("--profile-step", action="store_true",
+                    help="Time one MNRL step without the trainer instead (see profile_step); --batch: the first.")
+    ap.add_argument("--profile", action="store_true", help="With --profile-step: the kernels that took the most time.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.profile_step:
+        profile_step(args)
+        return
     batches = args.batch or [32]
     if args.steps <= args.warm:
         sys.exit(f"Error: --steps ({args.steps}) must be larger than --warm ({args.warm}).")
@@ -231,7 +321,9 @@ def main() -> None:
     rows_needed = max(batches) * (args.warm + args.steps)
     if args.fill:
         data = fill_texts(model, data, Path(tempfile.mkdtemp(prefix="bench-fill-")), rows_needed, args.seq)
-    df = pl.read_parquet(data / "train.parquet").head(2000)
+    from patentminer.dataset.reader import MinedDataset
+
+    df = MinedDataset.open(data).split_texts("train", limit=2000)
     neg_cols = [c for c in df.columns if c.startswith("negative_") and not c.endswith("_id")]
     tok_text = mean_tokens(model, [t for c in ["anchor", "positive", *neg_cols] for t in df[c].to_list()], args.seq)
     fpt, params, non_embed = flops_per_token(model, tok_text)
