@@ -27,7 +27,7 @@ BASE_MODEL = "packaged:all-MiniLM-L6-v2"
 class DemoOptions:
     patents: int = 20_000
     seed: int = 7
-    train_steps: int = 120
+    train_steps: int = 80
     eval_queries: int = 1000
     corpus_size: int = 3000
     heldout_size: int = 1000

@@ -13,7 +13,7 @@ from patentminer.cypher.connection import Graph
 from patentminer.dataset.reader import MinedDataset
 from patentminer.demo import DemoOptions, run_demo
 
-SMALL = DemoOptions(patents=1500, train_steps=2, eval_queries=100, corpus_size=400, heldout_size=100)
+SMALL = DemoOptions(patents=1000, train_steps=2, eval_queries=60, corpus_size=300, heldout_size=60)
 
 
 def test_demo_runs_and_reuses(graph: Graph, tmp_path: Path) -> None:
@@ -67,7 +67,9 @@ limit_anchors = 400
     job.write_text(base + '[train]\nmodel = "/nonexistent/model"\nmax_steps = 2\n')
     failed = CliRunner().invoke(main, ["pipeline", str(job)])
     assert failed.exit_code == 1
-    assert failed.stderr.strip().splitlines()[-1].startswith("Error: model directory /nonexistent/model does not")
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"Error: {job}: [train] model directory /nonexistent/model does not exist; give a local "
+        "sentence-transformers model, a hub name, or packaged:all-MiniLM-L6-v2.")
 
 
 def test_pipeline_killed_during_mining_resumes_without_redoing_finished_stages(graph: Graph, tmp_path: Path) -> None:

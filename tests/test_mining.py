@@ -139,12 +139,14 @@ def test_citation_cpc_v2_v3_and_v4_give_the_rows_of_v1(loaded: Graph, tmp_path: 
 @pytest.mark.parametrize(("strategy", "level", "versions"), [
     ("citation-of-citation", "subgroup", ("v1", "v2")), ("random", "subgroup", ("v1", "v2")),
     ("cpc-siblings", "subgroup", ("v1", "v2", "v3")),
-    *[("cpc-distance", level, ("v1", "v2", "v3", "v4"))
-      for level in ("subgroup", "group", "subclass", "class", "section", "random")]])
-def test_new_versions_give_the_rows_of_v1(loaded: Graph, tmp_path: Path, strategy: str, level: str,
+    *[("cpc-distance", level, ("v1", "v2", "v3", "v4")) for level in ("subgroup", "group", "subclass", "random")],
+    # v1 sorts a whole class or section per anchor: minutes on the test graph. v2 is checked against v1 at the
+    # finer levels, which share its code path, and the later versions against v2 here.
+    *[("cpc-distance", level, ("v2", "v3", "v4")) for level in ("class", "section")]])
+def test_new_versions_give_the_rows_of_the_first(loaded: Graph, tmp_path: Path, strategy: str, level: str,
                                           versions: tuple[str, ...]) -> None:
     """Later versions change how the sample is found (lazy guard, one sorted list per CPC branch and
-    batch, the finer-branch test), not which: their datasets must equal v1's, level by level."""
+    batch, the finer-branch test), not which: their datasets must equal the first listed one's, level by level."""
     _assert_same_datasets(loaded, tmp_path, strategy, versions, level=level, limit_anchors=300)
 
 
