@@ -34,7 +34,8 @@ def cpc_only(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytes
     out = tmp_path_factory.mktemp("mined")
     with Graph(graph.settings) as g:
         assert g.read("MATCH ()-[r:CITES]->() RETURN count(r) AS n")[0]["n"] == 0
-        mine(g, out, MineOptions(strategy="cpc-siblings", negatives=2, seed=1, eval_queries=100, heldout_size=400))
+        mine(g, out, MineOptions(strategy="cpc-siblings", negatives=2, seed=1, eval_queries=100, heldout_size=400,
+                                limit_anchors=300))
     return out
 
 

@@ -13,7 +13,7 @@ from patentminer.cypher.connection import Graph
 from patentminer.dataset.reader import MinedDataset
 from patentminer.demo import DemoOptions, run_demo
 
-SMALL = DemoOptions(patents=1000, train_steps=2, eval_queries=60, corpus_size=300, heldout_size=60)
+SMALL = DemoOptions(patents=700, train_steps=2, eval_queries=40, corpus_size=200, heldout_size=40)
 
 
 def test_demo_runs_and_reuses(graph: Graph, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def world(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytest.T
     # Mining needs a model whose neighbours mean something (an untrained one finds every patent alike, so the
     # margin leaves nothing); the resume test only needs a fast one.
     emb = base / "emb"
-    embed(graph, emb, EmbedOptions(model=MODEL, batch_size=128, max_seq_length=64))
+    embed(graph, emb, EmbedOptions(model=MODEL, batch_size=128, max_seq_length=32))
     tiny = build_tiny_encoder(texts, base / "tiny", hidden=32, layers=1)
     return {"emb": emb, "tiny": tiny}
 
