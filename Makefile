@@ -23,7 +23,7 @@ demo: install
 test: install
 	$(BIN)/ruff check patentminer etl cypher dataset training tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The wheel as users get it: built, installed (not editable) into a fresh virtual environment whose other
 # packages come from .venv (a .pth line, so nothing is downloaded twice), then run from there.

@@ -178,6 +178,8 @@ def import_graph(out_dir: Path, options: ImportOptions, progress: Progress | Non
                 say(f"clearing {existing:,} nodes")
                 clear_database(graph)
             report.update(_unwind_import(graph, out_dir, manifest, options, say))
+            say("refreshing index statistics")
+            report["replanned"] = refresh_statistics(graph)
     with Graph(Neo4jSettings.resolve(rt) if rt is not None else settings) as graph:
         t0 = time.monotonic()
         report["schema"] = apply_schema(graph)
@@ -196,6 +198,20 @@ def import_graph(out_dir: Path, options: ImportOptions, progress: Progress | Non
         hint = f"; neo4j-admin reported {bad} bad entries in {out_dir / 'import.report'}" if bad else ""
         raise GraphError("imported graph does not match manifest.json: " + "; ".join(diffs) + hint)
     return report
+
+
+def refresh_statistics(graph: Graph, timeout_s: int = 600) -> bool:
+    """Resample the indexes and clear the query caches after bulk writes through Bolt; False when the
+    server refuses (a user without the admin privilege).
+
+    Indexes that exist before the rows arrive keep the samples they had then (empty, or another graph's after
+    a re-import), so the planner can pick a scan where v5 of citation-cpc needs the (sg, b) index seek.
+    """
+    try:
+        graph.run("CALL db.prepareForReplanning($timeout)", {"timeout": timeout_s})
+    except GraphError:
+        return False
+    return True
 
 
 def _admin_import(rt: Neo4jRuntime, out_dir: Path, manifest: dict[str, Any], options: ImportOptions,

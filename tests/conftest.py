@@ -4,6 +4,12 @@ The session starts a managed server in a temporary PATENTMINER_HOME, with the ja
 of the normal install (``make install``) reached through NEO4J_HOME, the same path an
 official tarball takes. With NEO4J_URI set, that server is used instead. Nothing here
 fakes the database.
+
+Under pytest-xdist (``make test`` runs two workers, a module per worker) each worker starts its own server
+and keeps torch to one thread: two processes with two spinning OpenMP threads each on two cores made the
+training tests several times slower than running them one after another. Module fixtures load their graphs
+with the Bolt import (``method="unwind"``): neo4j-admin restarts the server each time, and its path is tested
+in test_etl_import.
 """
 
 from __future__ import annotations
@@ -13,6 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the subprocesses the tests start
+    import torch
+
+    torch.set_num_threads(1)
 
 from patentminer.cypher.connection import Graph, Neo4jSettings
 from patentminer.cypher.runtime import Neo4jRuntime, patentminer_home

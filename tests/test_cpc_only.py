@@ -30,7 +30,7 @@ def cpc_only(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytes
     cites.write_text(cites.read_text().splitlines()[0] + "\n")  # the header alone: a dump without citations
     csv = tmp_path_factory.mktemp("csv")
     run_etl(src, csv, EtlOptions())
-    import_graph(csv, ImportOptions(overwrite=True), runtime=runtime)
+    import_graph(csv, ImportOptions(overwrite=True, method="unwind"), runtime=runtime)
     out = tmp_path_factory.mktemp("mined")
     with Graph(graph.settings) as g:
         assert g.read("MATCH ()-[r:CITES]->() RETURN count(r) AS n")[0]["n"] == 0

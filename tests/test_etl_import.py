@@ -492,6 +492,7 @@ def test_unwind_import_gives_the_same_graph(etl_out: tuple[Path, dict[str, Any]]
     out, manifest = etl_out
     report = import_graph(out, ImportOptions(overwrite=True, method="unwind", batch_size=5000))
     assert report["counts"] == manifest["graph"] and report["method"] == "unwind"
+    assert report["replanned"]  # fresh index samples, so the next queries are planned for this graph
     df = pl.read_csv(out / "cites.csv", has_header=False, new_columns=["s", "e", "seq", "category", "date"],
                      schema_overrides={"s": pl.String, "e": pl.String})
     row = df.row(0, named=True)

@@ -35,7 +35,7 @@ def world(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytest.T
     synth(src, SynthConfig(patents=2500, seed=13))
     csv = tmp_path_factory.mktemp("csv")
     run_etl(src, csv, EtlOptions())
-    import_graph(csv, ImportOptions(overwrite=True), runtime=runtime)
+    import_graph(csv, ImportOptions(overwrite=True, method="unwind"), runtime=runtime)
     base = tmp_path_factory.mktemp("knn")
     texts = [t for _, t in graph.read_table("MATCH (p:Patent) RETURN p.id AS id, p.title + ' ' + p.abstract AS t",
                                            {"id": pl.String, "t": pl.String}).iter_rows()]

@@ -40,7 +40,7 @@ def loaded(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytest.
     synth(src, SynthConfig(patents=4000, seed=14))
     out = tmp_path_factory.mktemp("csv")
     run_etl(src, out, EtlOptions())
-    import_graph(out, ImportOptions(overwrite=True), runtime=runtime)
+    import_graph(out, ImportOptions(overwrite=True, method="unwind"), runtime=runtime)
     return graph
 
 
@@ -133,7 +133,7 @@ def test_citation_cpc_v2_v3_and_v4_give_the_rows_of_v1(loaded: Graph, tmp_path: 
     """v2, v3 and v4 are faster queries for the same sample: datasets of v1 to v4 must not differ (v4 breaks
     ties of rk by element id instead of id; the test graph's ids, like PatentsView's, have no such ties).
     v5 draws another sample (a bucket at a time); test_citation_cpc checks its rows."""
-    _assert_same_datasets(loaded, tmp_path, "citation-cpc", ("v1", "v2", "v3", "v4"))
+    _assert_same_datasets(loaded, tmp_path, "citation-cpc", ("v1", "v2", "v3", "v4"), limit_anchors=300)
 
 
 @pytest.mark.parametrize(("strategy", "level", "versions"), [

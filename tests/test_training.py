@@ -35,7 +35,7 @@ def mined(graph: Graph, runtime: Neo4jRuntime | None, tmp_path_factory: pytest.T
     synth(src, SynthConfig(patents=2500, seed=9))
     csv = tmp_path_factory.mktemp("csv")
     run_etl(src, csv, EtlOptions())
-    import_graph(csv, ImportOptions(overwrite=True), runtime=runtime)
+    import_graph(csv, ImportOptions(overwrite=True, method="unwind"), runtime=runtime)
     out = tmp_path_factory.mktemp("mined")
     with Graph(graph.settings) as g:
         mine(g, out, MineOptions(negatives=3, seed=1, corpus_size=1000, eval_queries=300, heldout_size=300))
