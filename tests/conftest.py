@@ -53,6 +53,9 @@ def neo4j_install_home() -> Path:
 def runtime(tmp_path_factory: pytest.TempPathFactory, neo4j_install_home: Path) -> Iterator[Neo4jRuntime | None]:
     """The session's managed server, or None when NEO4J_URI names an external one."""
     if os.environ.get("NEO4J_URI"):
+        if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+            pytest.exit("NEO4J_URI names one database that every worker would empty; run pytest without -n.",
+                        returncode=4)
         yield None
         return
     mp = pytest.MonkeyPatch()
