@@ -538,25 +538,23 @@ def mine_cmd(strategy: str, out_dir: Path, negatives: int, seed: int, test_from:
                           overwrite=overwrite)
     with user_errors():
         options.validate()
-    bar = None if as_json else tqdm(total=0, unit="batch", desc=f"mining {strategy}", file=sys.stderr)
+    # On stderr with --json too: stdout stays the JSON, and a long run's log shows how far it got.
+    bar = tqdm(total=0, unit="batch", desc=f"mining {strategy}", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+        bar.total = total
+        bar.n = done
+        bar.refresh()
 
     def stage(what: str) -> None:
-        if bar is not None:
-            bar.set_description_str(what)
+        bar.set_description_str(what)
 
     with user_errors():
         try:
             with Graph.connect() as graph:
                 info = mine(graph, out_dir, options, progress=progress, stage=stage)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
     if as_json:
         echo_json(info)
         return
@@ -611,13 +609,12 @@ def embed_cmd(model: str, out_dir: Path, template: str, batch_size: int, max_seq
                            workers=workers, overwrite=overwrite)
     with user_errors():
         options.validate()
-    bar = None if as_json else tqdm(total=0, unit="patent", desc="embedding", file=sys.stderr)
+    bar = tqdm(total=0, unit="patent", desc="embedding", file=sys.stderr)  # stderr, with --json too
 
     def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+        bar.total = total
+        bar.n = done
+        bar.refresh()
 
     with user_errors(), contextlib.redirect_stdout(sys.stderr):
         try:
@@ -625,8 +622,7 @@ def embed_cmd(model: str, out_dir: Path, template: str, batch_size: int, max_seq
                 info = embed(graph, out_dir, options, progress=progress,
                              echo=None if as_json else (lambda m: click.echo(m, err=True)))
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
     if as_json:
         echo_json(info)
         return

@@ -360,6 +360,7 @@ def test_mine_cli_summary(loaded: Graph, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["anchors"]["eligible"] == 200 and info["query"]["ref"] == "citation-cpc@v5"
+    assert "batch" in result.stderr  # the progress bar stays on stderr with --json
 
 
 # -- the registry ---------------------------------------------------------------------------------
