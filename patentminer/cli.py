@@ -422,9 +422,12 @@ def _print_pipeline(result: dict[str, Any], as_json: bool) -> None:
     click.echo(f"Done in {result['seconds']}s (ran: {', '.join(result['ran']) or 'nothing, all stages reused'}).")
     evaluation = result["stages"].get("evaluate", {}).get("summary") or {}
     if evaluation:
-        click.echo(f"{'model':<48} {'MRR@10':>8} {'NDCG@10':>8} {'MAP@100':>8}")
+        from patentminer.training.evaluate import short_name
+
+        click.echo(f"{'model':<32} {'MRR@10':>8} {'NDCG@10':>8} {'MAP@100':>8}")
         for model, m in evaluation.items():
-            click.echo(f"{model[-48:]:<48} {m['mrr@10']:>8.4f} {m['ndcg@10']:>8.4f} {m['map@100']:>8.4f}")
+            label = short_name(model)[-32:]
+            click.echo(f"{label:<32} {m['mrr@10']:>8.4f} {m['ndcg@10']:>8.4f} {m['map@100']:>8.4f}")
     if result.get("report"):
         click.echo(f"Report: {result['report']} (and report.md beside it)")
 
