@@ -157,6 +157,10 @@ def test_training_lowers_loss_and_improves_dev_mrr(tmp_path: Path, tiny: Path, m
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < losses[0]
     assert summary["dev"]["mrr@10"] > before["dev_mrr@10"]
+    # The trainer evaluated at its last step; that figure is reused, and it is the saved model's.
+    assert any(r["step"] == 120 and "eval_dev_mrr@10" in r for r in log)
+    again = dev_evaluator(MinedDataset.open(mined), config)(load_model(str(tmp_path / "out")))
+    assert summary["dev"]["mrr@10"] == pytest.approx(again["dev_mrr@10"], abs=1e-6)
     assert summary["global_step"] == 120 and summary["dataset"]["query"] == "citation-cpc@v5"
 
 

@@ -152,6 +152,15 @@ def dev_evaluator(data: MinedDataset, config: TrainConfig, limit: int = DEV_ROWS
                               document_prompt=config.document_prompt)
 
 
+def final_dev_metrics(history: list[dict[str, Any]], step: int) -> dict[str, Any] | None:
+    """The dev metrics the trainer logged at ``step`` (keys as the evaluator returns them), or None when it
+    did not evaluate there. When it did, that is the model being saved: no need to encode the dev split again."""
+    for entry in reversed(history):
+        if entry.get("step") == step and any(k.startswith("eval_dev_") for k in entry):
+            return {k.removeprefix("eval_"): v for k, v in entry.items() if k.startswith("eval_dev_")}
+    return None
+
+
 def _latest_checkpoint(out: Path) -> Path | None:
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     return ckpts[-1] if ckpts else None
@@ -264,7 +273,8 @@ def train(config: TrainConfig, resume: bool = False, echo: Echo | None = None,
         torch.distributed.destroy_process_group()  # the ranks are done together; rank 0 goes on alone
     if not main:
         return summary  # rank 0 evaluates and writes the model; the others are done
-    dev_metrics = evaluator(model)
+    logged = final_dev_metrics(trainer.state.log_history, result.global_step)
+    dev_metrics = logged if logged is not None else evaluator(model)
     model.save(str(out))
     summary = {
         "base_model": config.model, "loss": config.loss, "matryoshka_dims": list(config.matryoshka_dims),
