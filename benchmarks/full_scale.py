@@ -1,7 +1,9 @@
 """The whole chain at full scale, stage by stage, through the CLI a user runs: wall time, peak memory, disk.
 
 Stages (each one `patentminer` command; its figures go to WORK/full_scale.json as soon as it ends, so
-an interrupted run continues with the first stage that has none):
+an interrupted run continues with the first stage that has none; an interrupted mine keeps its finished
+batches, and its wall time is the sum of its runs, each paying its start-up again). The stages after the
+import start the managed server when it is not running.
 
     synth      patentminer synth WORK/patentsview --patents N --seed 1 --zip
     etl        patentminer etl WORK/patentsview WORK/import
@@ -92,22 +94,41 @@ def store_bytes() -> int:
 
 
 def run_stage(cmd: list[str], log: Path) -> dict[str, Any]:
+    """Run one stage; an interrupted or failed one returns its figures so far with ``failed`` set."""
     t0 = time.monotonic()
-    with log.open("w") as err:
+    out, failed = "", None
+    with log.open("a") as err:
+        err.write(f"\n[{time.strftime('%Y-%m-%d %H:%M:%S')}] {' '.join(cmd)}\n")
+        err.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         sampler = TreeSampler(proc.pid)
-        out, _ = proc.communicate()
+        try:
+            out, _ = proc.communicate()
+        except KeyboardInterrupt:  # Ctrl-C reaches the stage too (same process group); let it stop
+            proc.wait()
+            failed = "interrupted"
     peak, server = sampler.finish()
     seconds = time.monotonic() - t0
-    if proc.returncode != 0:
+    if failed is None and proc.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        raise SystemExit(f"Error: `{' '.join(cmd)}` failed ({proc.returncode}): {' | '.join(tail)} (log: {log})")
+        failed = f"`{' '.join(cmd)}` failed ({proc.returncode}): {' | '.join(tail)} (log: {log})"
     try:
-        result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        result = json.loads(out.strip().splitlines()[-1]) if out.strip() and not failed else {}
     except ValueError:
         result = {}
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20), "server_rss_mb": round(server / 2**20),
-            "result": result, "command": " ".join(cmd)}
+            "result": result, "command": " ".join(cmd), "failed": failed}
+
+
+def add_segments(fig: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """Fold the figures of earlier, interrupted runs of a stage into this one: a stage that resumes
+    (mine keeps its finished batches) costs the sum of its runs, each of which pays its start-up again."""
+    if not earlier:
+        return {**fig, "segments": 1}
+    return {**fig, "seconds": round(fig["seconds"] + earlier["seconds"], 1),
+            "peak_rss_mb": max(fig["peak_rss_mb"], earlier["peak_rss_mb"]),
+            "server_rss_mb": max(fig["server_rss_mb"], earlier["server_rss_mb"]),
+            "segments": earlier["segments"] + 1}
 
 
 def stages(work: Path, args: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
@@ -120,11 +141,18 @@ def stages(work: Path, args: argparse.Namespace) -> list[tuple[str, list[str], P
     ]
     for s in STRATEGIES:
         out.append((f"mine:{s}", [pm, "mine", "--strategy", s, "--out", str(work / "mined" / s), "--negatives", "3",
-                                  "--seed", "1", "--overwrite", "--json"], work / "mined" / s))
+                                  "--seed", "1", "--json", *(["--overwrite"] if args.redo else [])],
+                    work / "mined" / s))
     out.append(("evaluate", [pm, "evaluate", MODEL, "--data", str(work / "mined" / "citation-cpc"), "--out",
                              str(work / "report"), "--json"], work / "report"))
     out.append(("train", [pm, "train", str(work / "train.toml"), "--json"], work / "model"))
     return out
+
+
+def save(record: Path, figures: dict[str, Any]) -> None:
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(figures, indent=2))
+    tmp.replace(record)
 
 
 def write_train_job(work: Path, steps: int) -> None:
@@ -162,7 +190,8 @@ def table(figures: dict[str, Any]) -> str:
             continue
         neo = fig.get("neo4j") or {}
         mem = f"{neo.get('heap')} / {neo.get('pagecache')}" if neo.get("heap") else "-"
-        lines.append(f"| {name} | {fig['seconds'] / 60:.1f} min | {fig['peak_rss_mb'] / 1024:.1f} GB | "
+        runs = f" ({fig['segments']} runs)" if fig.get("segments", 1) > 1 else ""
+        lines.append(f"| {name} | {fig['seconds'] / 60:.1f} min{runs} | {fig['peak_rss_mb'] / 1024:.1f} GB | "
                      f"{fig['disk_bytes'] / 1e9:.1f} GB | {mem} | {summary(name, fig)} |")
     return "\n".join(lines)
 
@@ -192,8 +221,20 @@ def main() -> None:
         if name in figures and not args.redo:
             print(f"[{name}] recorded, skipped", file=sys.stderr)
             continue
+        if name not in ("synth", "etl", "import"):
+            # The import leaves the server as it found it; the stages after it read the graph.
+            Neo4jRuntime().start(timeout=900.0)
         print(f"[{name}] {' '.join(cmd)}", file=sys.stderr)
-        fig = run_stage(cmd, work / f"{name.replace(':', '_')}.log")
+        partial = figures.setdefault("_partial", {})
+        fig = add_segments(run_stage(cmd, work / f"{name.replace(':', '_')}.log"),
+                           None if args.redo else partial.get(name))
+        if fig.pop("failed") is not None:
+            # Kept for the next run of this stage (a mine resumes its batches), never shown as finished.
+            partial[name] = {k: fig[k] for k in ("seconds", "peak_rss_mb", "server_rss_mb", "segments")}
+            save(record, figures)
+            raise SystemExit(f"[{name}] stopped after {fig['seconds']} s in {fig['segments']} run(s); "
+                             "run the same command again to continue it.")
+        partial.pop(name, None)
         # The import's output is the store (it replaces whatever the database held before).
         fig["disk_bytes"] = (store_bytes() if name == "import" else du(output)) if output.exists() else 0
         rt = Neo4jRuntime()
@@ -204,9 +245,7 @@ def main() -> None:
         fig["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         figures[name] = fig
         figures["_machine"] = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
-        tmp = record.with_suffix(".tmp")
-        tmp.write_text(json.dumps(figures, indent=2))
-        tmp.replace(record)
+        save(record, figures)
         print(f"[{name}] {fig['seconds']} s, peak RSS {fig['peak_rss_mb']:,} MB, disk "
               f"{fig['disk_bytes'] / 1e9:.2f} GB: {summary(name, fig)}", file=sys.stderr)
         if args.free_disk and name == "etl":

@@ -240,7 +240,10 @@ def test_resume_after_interrupt(loaded: Graph, tmp_path: Path) -> None:
     with pytest.raises(Exception, match="unfinished run with other settings"):
         mine(loaded, tmp_path / "cut", MineOptions(negatives=2, seed=1, batch_size=100, limit_anchors=700,
                                                    eval_queries=100, heldout_size=200))
-    mine(loaded, tmp_path / "cut", opts)
+    found = len(list((tmp_path / "cut" / "parts").glob("*.parquet")))
+    info = mine(loaded, tmp_path / "cut", opts)
+    assert info["resumed"] == {"batches_found": found, "anchors_mined_now": 700 - 100 * found}
+    assert info["anchors_per_s"] > 0  # over the anchors this run mined, not the ones it found
     for f in ("train.parquet", "dev.parquet", "test.parquet", "eval/qrels.parquet"):
         assert (tmp_path / "cut" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes()
 
