@@ -475,8 +475,8 @@ def cypher_show(ref: str) -> None:
 # --------------------------------------------------------------------------- mining
 @main.command("mine")
 @click.option("--strategy", default="citation-cpc", show_default=True,
-              help="citation-cpc, citation-of-citation, cpc-distance, random or cpc-siblings; NAME@vN pins a "
-                   "version (latest by default).")
+              help="citation-cpc, citation-of-citation, cpc-distance, random, cpc-siblings or knn (with "
+                   "--embeddings); NAME@vN pins a version (latest by default).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output directory (train/dev/test.parquet, eval/, dataset.json).")
 @click.option("--negatives", type=int, default=3, show_default=True, help="Hard negatives per anchor (K).")

@@ -46,3 +46,13 @@ def test_readme_commands_exist() -> None:
     for cmd in commands:
         first = cmd[:1]
         assert first in known or cmd in known, f"README shows `patentminer {' '.join(cmd)}`, which does not exist"
+
+
+def test_mine_help_names_every_strategy() -> None:
+    from patentminer.cypher.mining import STRATEGIES
+
+    # Wide enough that click does not break a name at its hyphen.
+    text = " ".join(CliRunner().invoke(main, ["mine", "--help"], terminal_width=400).output.split())
+    for name in STRATEGIES:
+        option = text.split("--strategy TEXT", 1)[1].split("--out DIRECTORY", 1)[0]
+        assert name in option, f"`mine --help` does not name the {name} strategy"
