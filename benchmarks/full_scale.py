@@ -12,6 +12,11 @@ import start the managed server when it is not running.
     evaluate   patentminer evaluate packaged:all-MiniLM-L6-v2 --data WORK/mined/citation-cpc
     train      patentminer train WORK/train.toml   (capped at --train-steps; then the test evaluation)
 
+Only when named in --stages (the knn strategy's false-negative figure):
+
+    embed      patentminer embed --model packaged:all-MiniLM-L6-v2 --out WORK/embeddings --max-seq-length 64
+    mine:knn   patentminer mine --strategy knn --embeddings WORK/embeddings ... --limit-anchors 50000
+
 Peak RSS is sampled every 0.5 s over the command's process tree (neo4j-admin included), without the
 Neo4j server, whose heap and page cache are reported beside it. Disk is the size of what the stage
 wrote. `--free-disk` removes a stage's input once the next stage has read it (the TSVs after the ETL,
@@ -19,6 +24,7 @@ the CSVs after the import), for machines whose disk cannot hold every stage at o
 
     .venv/bin/python benchmarks/full_scale.py --work /data/full --patents 9000000 --free-disk
     .venv/bin/python benchmarks/full_scale.py --work /data/1m --patents 1000000 --stages synth,etl,import
+    .venv/bin/python benchmarks/full_scale.py --work /data/1m --stages embed,mine:knn   # knn false negatives
     .venv/bin/python benchmarks/full_scale.py --work /data/full --table      # print the figures only
 """
 
@@ -42,6 +48,7 @@ from patentminer.cypher.runtime import SERVER_MAIN, Neo4jRuntime
 
 STRATEGIES = ("citation-cpc", "random")
 MODEL = "packaged:all-MiniLM-L6-v2"
+OPTIONAL = ("embed", "mine:knn")  # run only when named in --stages
 
 
 class TreeSampler:
@@ -146,6 +153,15 @@ def stages(work: Path, args: argparse.Namespace) -> list[tuple[str, list[str], P
     out.append(("evaluate", [pm, "evaluate", MODEL, "--data", str(work / "mined" / "citation-cpc"), "--out",
                              str(work / "report"), "--json"], work / "report"))
     out.append(("train", [pm, "train", str(work / "train.toml"), "--json"], work / "model"))
+    # Not in the default chain: the knn strategy's false-negative figure (what share of each anchor's
+    # top-N MiniLM neighbours the graph vetoes, by rule) over a seeded sample of anchors.
+    emb = work / "embeddings"
+    out.append(("embed", [pm, "embed", "--model", MODEL, "--out", str(emb), "--max-seq-length", "64", "--json"],
+                emb))
+    out.append(("mine:knn", [pm, "mine", "--strategy", "knn", "--embeddings", str(emb), "--out",
+                             str(work / "mined" / "knn"), "--negatives", "3", "--seed", "1", "--limit-anchors",
+                             str(args.knn_anchors), "--json", *(["--overwrite"] if args.redo else [])],
+                work / "mined" / "knn"))
     return out
 
 
@@ -171,6 +187,10 @@ def summary(name: str, fig: dict[str, Any]) -> str:
                 f"{sum(g.get('relationships', {}).values()):,} relationships")
     if name == "import":
         return f"{r.get('relationships_per_s', 0):,} relationships/s"
+    if name == "embed":
+        return f"{r.get('patents', 0):,} patents, {r.get('texts_per_s')} texts/s"
+    if name == "mine:knn":
+        return f"top-N vetoed by the graph: {json.dumps((r.get('knn') or {}).get('flagged_share'))}"
     if name.startswith("mine:"):
         return (f"{r.get('anchors', {}).get('mined', 0):,} anchors, {r.get('anchors_per_s')} anchors/s, "
                 f"rows {r.get('rows')}")
@@ -202,6 +222,8 @@ def main() -> None:
     ap.add_argument("--patents", type=int, default=9_000_000)
     ap.add_argument("--stages", default=None, help="Comma-separated stage names (default: all, in order).")
     ap.add_argument("--train-steps", type=int, default=200)
+    ap.add_argument("--knn-anchors", type=int, default=50_000,
+                    help="Seeded sample of anchors for the optional mine:knn stage.")
     ap.add_argument("--free-disk", action="store_true", help="Remove each stage's input once it has been read.")
     ap.add_argument("--redo", action="store_true", help="Run the named stages even when they have figures.")
     ap.add_argument("--table", action="store_true", help="Print the recorded figures as a table and exit.")
@@ -216,7 +238,10 @@ def main() -> None:
     write_train_job(work, args.train_steps)
     wanted = set(args.stages.split(",")) if args.stages else None
     for name, cmd, output in stages(work, args):
-        if wanted is not None and name not in wanted and name.split(":")[0] not in wanted:
+        if name in OPTIONAL:
+            if wanted is None or name not in wanted:
+                continue
+        elif wanted is not None and name not in wanted and name.split(":")[0] not in wanted:
             continue
         if name in figures and not args.redo:
             print(f"[{name}] recorded, skipped", file=sys.stderr)
