@@ -152,7 +152,9 @@ def stages(work: Path, args: argparse.Namespace) -> list[tuple[str, list[str], P
                     work / "mined" / s))
     out.append(("evaluate", [pm, "evaluate", MODEL, "--data", str(work / "mined" / "citation-cpc"), "--out",
                              str(work / "report"), "--json"], work / "report"))
-    out.append(("train", [pm, "train", str(work / "train.toml"), "--json"], work / "model"))
+    # An interrupted training run continues from its last checkpoint (every save_steps).
+    out.append(("train", [pm, "train", str(work / "train.toml"), "--json", *([] if args.redo else ["--resume"])],
+                work / "model"))
     # Not in the default chain: the knn strategy's false-negative figure (what share of each anchor's
     # top-N MiniLM neighbours the graph vetoes, by rule) over a seeded sample of anchors.
     emb = work / "embeddings"
@@ -249,6 +251,8 @@ def main() -> None:
         if name not in ("synth", "etl", "import"):
             # The import leaves the server as it found it; the stages after it read the graph.
             Neo4jRuntime().start(timeout=900.0)
+        if name == "train" and args.redo:
+            shutil.rmtree(output, ignore_errors=True)  # the trainer refuses a directory holding a model
         print(f"[{name}] {' '.join(cmd)}", file=sys.stderr)
         partial = figures.setdefault("_partial", {})
         fig = add_segments(run_stage(cmd, work / f"{name.replace(':', '_')}.log"),
