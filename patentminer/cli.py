@@ -704,8 +704,9 @@ def evaluate_cmd(models: tuple[str, ...], data: Path, out_dir: Path | None, as_j
 
     out = out_dir or data / "report"
     with user_errors(), contextlib.redirect_stdout(sys.stderr):
-        report = evaluate(list(models), data, out, echo=None if as_json else (lambda m: click.echo(m, err=True)),
-                          progress=not as_json)
+        # Stages and encoding bars go to stderr with --json too: stdout holds only the JSON, and a
+        # full-size run's log still shows how far it got.
+        report = evaluate(list(models), data, out, echo=lambda m: click.echo(m, err=True), progress=True)
     if as_json:
         echo_json(report)
         return

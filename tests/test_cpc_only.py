@@ -64,6 +64,7 @@ def test_evaluate_and_train_on_cpc_only_data(cpc_only: Path, tiny: Path, tmp_pat
                                        "--json"])
     assert result.exit_code == 0, result.output
     model = json.loads(result.stdout)["models"][0]
+    assert "encoding" in result.stderr  # a long evaluation's log shows how far it got, with --json too
     assert 0 <= model["retrieval"]["mrr@10"] <= 1 and 0 <= model["knn_cpc_subclass_accuracy"] <= 1
     job = tmp_path / "job.toml"
     job.write_text(f'model = "{tiny}"\ndata = "{cpc_only}"\noutput_dir = "{tmp_path / "out"}"\n'
