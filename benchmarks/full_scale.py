@@ -9,8 +9,12 @@ import start the managed server when it is not running.
     etl        patentminer etl WORK/patentsview WORK/import
     import     patentminer import WORK/import --overwrite   (the managed server, sized automatically)
     mine:S     patentminer mine --strategy S --out WORK/mined/S --negatives 3 --seed 1   (every anchor)
-    evaluate   patentminer evaluate packaged:all-MiniLM-L6-v2 --data WORK/mined/citation-cpc
-    train      patentminer train WORK/train.toml   (capped at --train-steps; then the test evaluation)
+    evaluate   patentminer evaluate packaged:all-MiniLM-L6-v2 --data WORK/mined/D
+    train      patentminer train WORK/train.toml   (D's train split, capped at --train-steps; then the test
+               evaluation)
+
+D is the mined set named by --data (citation-cpc by default). Every strategy mined from one graph with
+one seed writes the same benchmark, so evaluate gives the same figures on either set.
 
 Only when named in --stages (the knn strategy's false-negative figure):
 
@@ -150,7 +154,7 @@ def stages(work: Path, args: argparse.Namespace) -> list[tuple[str, list[str], P
         out.append((f"mine:{s}", [pm, "mine", "--strategy", s, "--out", str(work / "mined" / s), "--negatives", "3",
                                   "--seed", "1", "--json", *(["--overwrite"] if args.redo else [])],
                     work / "mined" / s))
-    out.append(("evaluate", [pm, "evaluate", MODEL, "--data", str(work / "mined" / "citation-cpc"), "--out",
+    out.append(("evaluate", [pm, "evaluate", MODEL, "--data", str(work / "mined" / args.data), "--out",
                              str(work / "report"), "--json"], work / "report"))
     # An interrupted training run continues from its last checkpoint (every save_steps).
     out.append(("train", [pm, "train", str(work / "train.toml"), "--json", *([] if args.redo else ["--resume"])],
@@ -173,10 +177,18 @@ def save(record: Path, figures: dict[str, Any]) -> None:
     tmp.replace(record)
 
 
-def write_train_job(work: Path, steps: int) -> None:
+def write_train_job(work: Path, steps: int, data: str) -> None:
     (work / "train.toml").write_text(
-        f'model = "{MODEL}"\ndata = "mined/citation-cpc"\noutput_dir = "model"\nmax_steps = {steps}\n'
+        f'model = "{MODEL}"\ndata = "mined/{data}"\noutput_dir = "model"\nmax_steps = {steps}\n'
         'batch_size = 16\nmax_seq_length = 128\neval_steps = -1\nsave_steps = 100\n')
+
+
+def data_of(fig: dict[str, Any]) -> str:
+    """The mined set a recorded evaluate or train stage read (from its command or its train job)."""
+    cmd = fig.get("command", "").split()
+    if "--data" in cmd:
+        return Path(cmd[cmd.index("--data") + 1]).name
+    return Path((fig.get("result") or {}).get("dataset", {}).get("path", "?")).name
 
 
 def summary(name: str, fig: dict[str, Any]) -> str:
@@ -198,9 +210,10 @@ def summary(name: str, fig: dict[str, Any]) -> str:
                 f"rows {r.get('rows')}")
     if name == "evaluate":
         m = (r.get("models") or [{}])[0]
-        return f"MRR@10 {m.get('retrieval', {}).get('mrr@10', float('nan')):.4f}"
+        return (f"packaged MiniLM on the {data_of(fig)} set's benchmark: "
+                f"MRR@10 {m.get('retrieval', {}).get('mrr@10', float('nan')):.4f}")
     if name == "train":
-        return f"{r.get('global_step')} steps, {r.get('seconds')} s of training"
+        return f"{r.get('global_step')} steps on the {data_of(fig)} set, {r.get('seconds')} s of training"
     return ""
 
 
@@ -224,6 +237,8 @@ def main() -> None:
     ap.add_argument("--patents", type=int, default=9_000_000)
     ap.add_argument("--stages", default=None, help="Comma-separated stage names (default: all, in order).")
     ap.add_argument("--train-steps", type=int, default=200)
+    ap.add_argument("--data", choices=STRATEGIES, default="citation-cpc",
+                    help="The mined set that evaluate and train read (default: citation-cpc).")
     ap.add_argument("--knn-anchors", type=int, default=50_000,
                     help="Seeded sample of anchors for the optional mine:knn stage.")
     ap.add_argument("--free-disk", action="store_true", help="Remove each stage's input once it has been read.")
@@ -237,7 +252,7 @@ def main() -> None:
     if args.table:
         print(table(figures))
         return
-    write_train_job(work, args.train_steps)
+    write_train_job(work, args.train_steps, args.data)
     wanted = set(args.stages.split(",")) if args.stages else None
     for name, cmd, output in stages(work, args):
         if name in OPTIONAL:

@@ -75,17 +75,31 @@ def test_metrics_match_hand_computed_example() -> None:
 
 
 def _dense_rankings(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
-    """The reference: the whole score matrix, sorted stably (ties by corpus order)."""
+    """The reference: the whole score matrix, sorted stably (ties by corpus order).
+
+    Each score is its own sum (einsum's loop, not a BLAS product): a BLAS kernel can give identical
+    corpus rows different last bits where they fall in different blocks, and then no stable order
+    of its scores puts the ties in corpus order.
+    """
     qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     cn = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
-    return np.argsort(-(qn @ cn.T), axis=1, kind="stable")
+    return np.argsort(-np.einsum("qd,cd->qc", qn, cn, optimize=False), axis=1, kind="stable")
+
+
+def _exact_unit_rows(rng: np.random.Generator, n: int, dim: int = 24) -> np.ndarray:
+    """Unit rows of 16 entries of +-1/4 and zeros: every cosine is a multiple of 1/16, exact in float32
+    whatever the engine or the order of the sums, so rankings can be compared bit for bit (with many ties)."""
+    rows = np.zeros((n, dim), dtype=np.float32)
+    for r in rows:
+        r[rng.choice(dim, size=16, replace=False)] = rng.choice([-0.25, 0.25], size=16)
+    return rows
 
 
 def test_chunked_rankings_and_metrics_equal_the_dense_ones() -> None:
     rng = np.random.default_rng(3)
-    corpus = rng.normal(size=(1500, 24)).astype(np.float32)
+    corpus = _exact_unit_rows(rng, 1500)
     corpus[10] = corpus[700] = corpus[1400] = corpus[3]  # ties, across chunks
-    queries = rng.normal(size=(230, 24)).astype(np.float32)
+    queries = _exact_unit_rows(rng, 230)
     queries[5] = corpus[3]
     ranked, scores = top_k(queries, corpus, 100, query_chunk=17, corpus_chunk=113)
     dense = _dense_rankings(queries, corpus)[:, :100]
@@ -98,6 +112,21 @@ def test_chunked_rankings_and_metrics_equal_the_dense_ones() -> None:
     reference = score_rankings(dense, qids, cids, relevant)
     assert chunked == reference and chunked["queries"] == 200.0
     assert ir_metrics(queries, corpus, qids, cids, {}) == {}
+
+
+def test_chunked_scores_equal_the_dense_ones_on_real_valued_data() -> None:
+    # Real-valued scores differ between engines in their last bits, so near-equal scores may swap
+    # places: each rank's score is compared, within float32 rounding, instead of the order.
+    rng = np.random.default_rng(3)
+    corpus = rng.normal(size=(1500, 24)).astype(np.float32)
+    queries = rng.normal(size=(230, 24)).astype(np.float32)
+    ranked, scores = top_k(queries, corpus, 100, query_chunk=17, corpus_chunk=113)
+    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    cn = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    dense = qn.astype(np.float64) @ cn.T.astype(np.float64)
+    best = -np.sort(-dense, axis=1)[:, :100]
+    assert np.allclose(scores, best, rtol=0, atol=1e-6)
+    assert np.allclose(np.take_along_axis(dense, ranked, axis=1), scores, rtol=0, atol=1e-6)
 
 
 def test_a_query_never_retrieves_itself() -> None:
