@@ -46,6 +46,11 @@ ADMIN_MAIN = "org.neo4j.server.startup.Neo4jAdminCommand"
 #: Of the machine's memory, the share that automatic sizing offers Neo4j (heap and page cache together). The
 #: rest is for patentminer's own process (mining lists every anchor, training holds a model) and the OS.
 NEO4J_MEMORY_SHARE = 0.5
+#: For a store larger than the page cache that share gives: the share Neo4j gets then, and the heap it is
+#: given, so that the rest goes to the page cache (mining reads the store at random; a heap beyond a few
+#: GB holds nothing the mining queries need, while every GB of cache spares disk reads).
+NEO4J_LARGE_STORE_SHARE = 0.7
+NEO4J_LARGE_STORE_HEAP = 3 << 30
 #: Settings the runtime owns (the JVM is started with them); neo4j-extra.conf must not set them.
 _OWNED = ("server.memory.heap.", "server.memory.pagecache.size", "server.default_listen_address",
           "server.bolt.listen_address", "dbms.security.auth_enabled")
@@ -372,6 +377,8 @@ class Neo4jRuntime:
         ``neo4j-admin server memory-recommendation`` is asked for :data:`NEO4J_MEMORY_SHARE` of the
         machine's memory (``total`` bytes, default: all of it); the page cache is then capped at the store
         size plus a fifth (room to grow while a run writes), since cache beyond the store is never used.
+        When the store is larger than that cache, Neo4j gets :data:`NEO4J_LARGE_STORE_SHARE` of the memory
+        with at most a :data:`NEO4J_LARGE_STORE_HEAP` heap, the rest as page cache (still capped by the store).
         """
         total = total or psutil.virtual_memory().total
         budget = int(total * NEO4J_MEMORY_SHARE)
@@ -383,8 +390,13 @@ class Neo4jRuntime:
                                     f"{(proc.stderr or proc.stdout).strip()[-300:]}; give --heap and --pagecache.")
         heap = found["server.memory.heap.max_size"]
         cache = parse_size(found["server.memory.pagecache.size"])
-        cache = min(cache, max(256 << 20, int(self.store_bytes() * 1.2)))
-        return heap, format_size(cache)
+        wanted = max(256 << 20, int(self.store_bytes() * 1.2))
+        if wanted > cache:
+            # The store does not fit: trade heap for page cache and give Neo4j a larger share.
+            heap_bytes = min(parse_size(heap), NEO4J_LARGE_STORE_HEAP)
+            heap = format_size(heap_bytes)
+            cache = max(cache, int(total * NEO4J_LARGE_STORE_SHARE) - heap_bytes)
+        return heap, format_size(min(cache, wanted))
 
     def start(self, bolt_port: int = 0, heap: str | None = None, pagecache: str | None = None,
               timeout: float = 180.0) -> tuple[ServerStatus, bool]:

@@ -18,7 +18,7 @@ from neo4j.exceptions import AuthError
 
 from patentminer.cli import main
 from patentminer.cypher.connection import Graph, parse_param
-from patentminer.cypher.runtime import NEO4J_VERSION, Neo4jRuntime, new_password
+from patentminer.cypher.runtime import NEO4J_VERSION, Neo4jRuntime, format_size, new_password, parse_size
 from patentminer.errors import ConfigError, RuntimeSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +195,8 @@ def test_malformed_neo4j_uri_is_one_line(uri: str, monkeypatch: pytest.MonkeyPat
 
 def test_memory_sized_from_machine_and_store(tmp_path: Path, neo4j_install_home: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """No sizes given: neo4j-admin's recommendation for half the machine, the page cache capped by the store."""
+    """No sizes given: neo4j-admin's recommendation for half the machine, the page cache capped by the store;
+    for a store that does not fit that cache, a small heap and a larger share for the cache."""
     monkeypatch.setenv("NEO4J_HOME", str(neo4j_install_home))
     rt = Neo4jRuntime(root=tmp_path)
     heap, cache = rt.recommend_memory(total=48 << 30)  # a 24g budget: neo4j-admin says 8g heap, 10g cache
@@ -205,7 +206,13 @@ def test_memory_sized_from_machine_and_store(tmp_path: Path, neo4j_install_home:
     with (store / "neostore.nodestore.db").open("wb") as fh:
         fh.truncate(3 << 30)  # sparse: 3 GiB of store as far as sizes go
     assert rt.recommend_memory(total=48 << 30) == ("8g", f"{int(3 * 1024 * 1.2)}m")
-    assert rt.recommend_memory(total=8 << 30)[1] == "512m"  # the recommendation itself is below the store
+    # A store larger than the recommended cache: a heap of at most 3g, 70% of the machine for Neo4j, the page
+    # cache still capped by the store.
+    heap, cache = rt.recommend_memory(total=8 << 30)  # neo4j-admin alone says a 512m cache for a 4g budget
+    assert parse_size(heap) <= 3 << 30 and cache == f"{int(3 * 1024 * 1.2)}m"
+    with (store / "neostore.nodestore.db").open("wb") as fh:
+        fh.truncate(20 << 30)
+    assert rt.recommend_memory(total=24 << 30) == ("3g", format_size(int((24 << 30) * 0.7) - (3 << 30)))
 
 
 def test_extra_conf_cannot_override_owned_settings(tmp_path: Path, neo4j_install_home: Path,
