@@ -286,7 +286,9 @@ class RandomCandidates:
 
     def sample(self, anchor_id: str, anchor_date: str) -> list[str]:
         day = (date.fromisoformat(anchor_date) - date(1970, 1, 1)).days
-        earlier = int(np.searchsorted(self.days, day, side="left"))
+        # An np.int32 needle: a Python int makes numpy cast the whole date column to int64 on every call
+        # (a 9M-patent graph then spends its mining time copying that column, not in Neo4j).
+        earlier = int(np.searchsorted(self.days, np.int32(day), side="left"))
         if earlier == 0:
             return []
         digest = hashlib.sha256(f"{self.seed}:{anchor_id}".encode()).digest()
