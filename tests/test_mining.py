@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from patentminer.cli import main
 from patentminer.cypher.connection import Graph
 from patentminer.cypher.importer import ImportOptions, apply_schema, import_graph
-from patentminer.cypher.mining import MineOptions, mine
+from patentminer.cypher.mining import MineOptions, RandomCandidates, list_patents, mine, multiplier, read_first_passing
 from patentminer.cypher.registry import Registry, read_lock
 from patentminer.cypher.runtime import Neo4jRuntime
 from patentminer.dataset.reader import MinedDataset
@@ -196,6 +196,24 @@ def test_cpc_distance(loaded: Graph, tmp_path: Path, level: str) -> None:
 def test_random(loaded: Graph, tmp_path: Path) -> None:
     _mine(loaded, tmp_path, strategy="random")
     _check_common(loaded, _rows(tmp_path), HOPS)
+
+
+@pytest.mark.parametrize("version", ["random@v1", "random@v2"])
+def test_random_reads_a_prefix_first_and_gives_the_rows_of_whole_lists(loaded: Graph, version: str) -> None:
+    """Candidates cut to their first k + 5, the short anchors asked again: the rows of one whole-list read."""
+    registry = Registry.load()
+    table = list_patents(loaded, registry.checked("anchors"))
+    body = registry.checked(version).body
+    params = {"pos_mul": multiplier(1, "positive")}
+    anchors = table.filter(pl.col("cites")).sort("date").tail(400)  # late anchors: long candidate lists
+    for k in (3, 12):  # at 12 some anchors fall short in their first 17 candidates and are asked again
+        sampler = RandomCandidates(table, 1, k)
+        rows = [{"id": a, "cands": sampler.sample(a, d)} for a, d in anchors.select("id", "date").iter_rows()]
+        whole = loaded.read(body, {**params, "k": k, "rows": rows})
+        assert read_first_passing(loaded, body, {**params, "k": k}, rows, k) == whole
+        head = loaded.read(body, {**params, "k": k, "rows": [{**r, "cands": r["cands"][:k + 5]} for r in rows]})
+        if k == 12:
+            assert head != whole  # the second read was needed and used
 
 
 def test_cpc_siblings(loaded: Graph, tmp_path: Path) -> None:
