@@ -10,8 +10,8 @@ import start the managed server when it is not running.
     import     patentminer import WORK/import --overwrite   (the managed server, sized automatically)
     mine:S     patentminer mine --strategy S --out WORK/mined/S --negatives 3 --seed 1   (every anchor)
     evaluate   patentminer evaluate packaged:all-MiniLM-L6-v2 --data WORK/mined/D
-    train      patentminer train WORK/train.toml   (D's train split, capped at --train-steps; then the test
-               evaluation)
+    train      patentminer train WORK/train.toml   (D's train split, capped at --train-steps, and the dev
+               evaluation; test_eval = false: the evaluate stage has scored the same benchmark)
 
 D is the mined set named by --data (citation-cpc by default). Every strategy mined from one graph with
 one seed writes the same benchmark, so evaluate gives the same figures on either set.
@@ -180,7 +180,7 @@ def save(record: Path, figures: dict[str, Any]) -> None:
 def write_train_job(work: Path, steps: int, data: str) -> None:
     (work / "train.toml").write_text(
         f'model = "{MODEL}"\ndata = "mined/{data}"\noutput_dir = "model"\nmax_steps = {steps}\n'
-        'batch_size = 16\nmax_seq_length = 128\neval_steps = -1\nsave_steps = 100\n')
+        'batch_size = 16\nmax_seq_length = 128\neval_steps = -1\nsave_steps = 100\ntest_eval = false\n')
 
 
 def data_of(fig: dict[str, Any]) -> str:

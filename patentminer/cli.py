@@ -662,15 +662,24 @@ def train_cmd(config: Path, resume: bool, sets: tuple[str, ...], as_json: bool) 
         summary = train(job, resume=resume, echo=echo)
         if not main_rank:
             return
-        test = evaluate([job.output_dir], Path(job.data), Path(job.output_dir) / "eval", echo=echo)
-        summary["test"] = test["models"][0]["retrieval"]
-        summary["test_knn_cpc_subclass_accuracy"] = test["models"][0]["knn_cpc_subclass_accuracy"]
-        write_model_card(Path(job.output_dir), summary, summary["test"], test["dataset"]["benchmark"])
+        if job.test_eval:
+            test = evaluate([job.output_dir], Path(job.data), Path(job.output_dir) / "eval", echo=echo)
+            summary["test"] = test["models"][0]["retrieval"]
+            summary["test_knn_cpc_subclass_accuracy"] = test["models"][0]["knn_cpc_subclass_accuracy"]
+            write_model_card(Path(job.output_dir), summary, summary["test"], test["dataset"]["benchmark"])
+        else:
+            summary["test"] = summary["test_knn_cpc_subclass_accuracy"] = None
+            write_model_card(Path(job.output_dir), summary, None)
     if as_json:
         echo_json(summary)
         return
     click.echo(f"Trained {summary['base_model']} -> {job.output_dir} ({summary['global_step']} steps, "
                f"{summary['seconds']}s, {summary['device']}/{summary['precision']}, loss {summary['train_loss']:.4f})")
+    if not job.test_eval:
+        click.echo(f"  test: not evaluated (test_eval = false); run `patentminer evaluate {job.output_dir} "
+                   f"--data {job.data}`")
+        click.echo(f"  card: {job.output_dir}/MODEL_CARD.md")
+        return
     t = summary["test"]
     knn = summary["test_knn_cpc_subclass_accuracy"]
     knn_text = (f"kNN CPC subclass accuracy {knn:.4f}" if knn is not None

@@ -130,6 +130,8 @@ class TrainConfig(TrainSettings):
 
     data: str
     output_dir: str
+    # false: no benchmark evaluation after training (`patentminer evaluate` scores the model later, beside others)
+    test_eval: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d = self.model_dump()

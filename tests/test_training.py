@@ -211,6 +211,16 @@ def test_every_loss_runs(tmp_path: Path, tiny: Path, mined: Path, extra: dict[st
         assert set(report["models"][0]["matryoshka"]) == {"32", "16"}
 
 
+def test_test_eval_false_trains_without_the_benchmark(tmp_path: Path, tiny: Path, mined: Path) -> None:
+    result = CliRunner().invoke(main, ["train", str(job(tmp_path, tiny, mined, test_eval=False))])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == [
+        f"  test: not evaluated (test_eval = false); run `patentminer evaluate {tmp_path / 'out'} --data {mined}`",
+        f"  card: {tmp_path / 'out'}/MODEL_CARD.md"]
+    assert not (tmp_path / "out" / "eval").exists()
+    assert "Test metrics" not in (tmp_path / "out" / "MODEL_CARD.md").read_text()
+
+
 def test_resume_finishes_at_the_same_step(tmp_path: Path, tiny: Path, mined: Path) -> None:
     from transformers import TrainerCallback
 
